@@ -1,0 +1,133 @@
+"""qatcore kernels against a plain memory copy and against PyTorch, in one run.
+
+    python bench/bench.py [--repeat N] [--isa LEVEL]
+
+Every row is the median of --repeat timed runs after two warm-up runs, in this
+one process. "GB/s" counts the bytes a kernel must move at the least (read the
+input, write the output: twice the tensor), so the copy's GB/s is the machine's
+practical bandwidth. "x copy" is time / single-threaded copy time of the same
+tensor (lower is better, 1.0 is memory speed); "x faster than torch" is the
+PyTorch time at the same thread count / qatcore time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import qatcore
+
+EPS = 2.0**-23
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def torch_arq_per_channel(w: torch.Tensor) -> torch.Tensor:
+    """PyTorch's equivalent of ARQ per channel: amin/amax per channel, the same
+    scale formula, then its per-channel fake quantization."""
+    lo, hi = torch.aminmax(w.reshape(w.shape[0], -1), dim=1)
+    scale = torch.maximum(hi.clamp_min(0) / 127, -lo.clamp_max(0) / 128)
+    scale = torch.where(scale >= EPS, scale, torch.ones_like(scale))
+    zero_point = torch.zeros(w.shape[0], dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(w, scale, zero_point, 0, -128, 127)
+
+
+@dataclass
+class Row:
+    case: str
+    impl: str
+    threads: int | None
+    ms: float
+    nbytes: int
+    copy_ms: float
+    torch_ms: float | None = None
+
+    def cells(self) -> list[str]:
+        gbs = self.nbytes / (self.ms * 1e-3) / 1e9
+        vs_torch = f"{self.torch_ms / self.ms:.1f}" if self.torch_ms else ""
+        return [
+            self.case,
+            self.impl,
+            "1" if self.threads is None else str(self.threads),
+            f"{self.ms:.3f}",
+            f"{gbs:.1f}",
+            f"{self.ms / self.copy_ms:.2f}",
+            vs_torch,
+        ]
+
+
+def bench_arq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> list[Row]:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(shape, dtype=np.float32)
+    out = np.empty_like(w)
+    nbytes = 2 * w.nbytes
+    case = f"arq per-channel {shape}"
+    copy_ms = median_ms(lambda: np.copyto(out, w), repeat)
+    rows = [Row(case, "np.copyto", None, copy_ms, nbytes, copy_ms)]
+    wt = torch.from_numpy(w)
+    expected = qatcore.arq(w).output
+    np.testing.assert_array_equal(torch_arq_per_channel(wt).numpy(), expected)
+    for n in thread_counts:
+        torch.set_num_threads(n)
+        qatcore.set_num_threads(n)
+        torch_ms = median_ms(lambda: torch_arq_per_channel(wt), repeat)
+        ms = median_ms(lambda: qatcore.arq(w, out=out), repeat)
+        np.testing.assert_array_equal(out, expected)
+        rows.append(Row(case, "torch", n, torch_ms, nbytes, copy_ms))
+        rows.append(Row(case, "qatcore", n, ms, nbytes, copy_ms, torch_ms))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    head = ["case", "impl", "threads", "ms", "GB/s", "x copy", "x faster than torch"]
+    table = [head] + [r.cells() for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
+    for k, line in enumerate(table):
+        print(
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))
+            )
+        )
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs per row (median)")
+    parser.add_argument("--isa", choices=qatcore.available_isas(), help="instruction-set level")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    if args.isa:
+        qatcore.set_isa(args.isa)
+    info = qatcore.backend_info()
+    print(
+        f"qatcore {info['version']}  isa={info['isa']} (available {info['available_isas']})  "
+        f"torch {torch.__version__}  numpy {np.__version__}  {platform.machine()}"
+    )
+    rows: list[Row] = []
+    for shape in [(256, 256, 3, 3), (4096, 4096)]:
+        rows += bench_arq(shape, args.repeat, args.threads)
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+// The only file that includes pybind11. Every argument is validated here, with
+// the GIL held, in terms of the public API's argument names; the GIL is then
+// released around the kernel. The Python layer in python/qatcore/ converts and
+// reshapes friendlier inputs, but _core itself must reject anything unsafe.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+#include "ops.h"
+#include "parallel.h"
+
+namespace py = pybind11;
+using namespace qatcore;
+
+namespace {
+
+template <class T>
+const char* dtype_name();
+template <>
+const char* dtype_name<float>() { return "float32"; }
+template <>
+const char* dtype_name<int32_t>() { return "int32"; }
+template <>
+const char* dtype_name<int16_t>() { return "int16"; }
+template <>
+const char* dtype_name<int8_t>() { return "int8"; }
+
+std::string describe(py::handle obj) {
+  if (py::isinstance<py::array>(obj)) {
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    return "an array of dtype " + std::string(py::str(a.dtype())) + " and shape " +
+           std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
+               a.shape(), a.shape() + a.ndim())))));
+  }
+  return "an object of type " + std::string(py::str(py::type::handle_of(obj).attr("__name__")));
+}
+
+// A C-contiguous, aligned array of exactly dtype T (writable if asked).
+template <class T>
+py::array checked_array(py::handle obj, const char* name, bool writable) {
+  const std::string want =
+      std::string("a C-contiguous ") + (writable ? "writable " : "") + dtype_name<T>() + " array";
+  if (!py::isinstance<py::array_t<T>>(obj)) {
+    throw py::type_error(std::string(name) + ": expected " + want + ", got " + describe(obj));
+  }
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  const bool aligned = reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) == 0;
+  if (!(a.flags() & py::array::c_style) || !aligned || (writable && !a.writeable())) {
+    throw py::value_error(std::string(name) + ": expected " + want +
+                          ", got one that is not (non-contiguous, misaligned or read-only)");
+  }
+  return a;
+}
+
+template <class T>
+const T* in_ptr(const py::array& a) {
+  return static_cast<const T*>(a.data());
+}
+template <class T>
+T* out_ptr(py::array& a) {
+  return static_cast<T*>(a.mutable_data());
+}
+
+std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+void check_same_shape(const py::array& a, const char* a_name, const py::array& b,
+                      const char* b_name) {
+  if (shape_of(a) != shape_of(b)) {
+    throw py::value_error(std::string(b_name) + ": expected the shape of " + a_name + ", got " +
+                          describe(b) + " for " + a_name + " of " + describe(a));
+  }
+}
+
+// Exact aliasing (the same buffer) is allowed; any other overlap is not.
+void check_no_partial_overlap(const py::array& in, const py::array& out, const char* in_name,
+                              const char* out_name) {
+  const auto a0 = reinterpret_cast<std::uintptr_t>(in.data());
+  const auto b0 = reinterpret_cast<std::uintptr_t>(out.data());
+  const auto a1 = a0 + static_cast<std::uintptr_t>(in.nbytes());
+  const auto b1 = b0 + static_cast<std::uintptr_t>(out.nbytes());
+  if (a0 != b0 && a0 < b1 && b0 < a1) {
+    throw py::value_error(std::string(out_name) + ": expected either " + in_name +
+                          " itself or memory that does not overlap it, got a partial overlap");
+  }
+}
+
+QRange checked_range(int num_bits) {
+  if (num_bits < 2 || num_bits > 16) {
+    throw py::value_error("num_bits: expected an integer in [2, 16], got " +
+                          std::to_string(num_bits));
+  }
+  return qrange(num_bits);
+}
+
+Layout layout_of(const std::vector<int64_t>& shape, std::optional<int64_t> axis,
+                 const char* tensor) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (!axis) return {1, 1, n};
+  const auto ndim = static_cast<int64_t>(shape.size());
+  int64_t ax = *axis;
+  if (ax < -ndim || ax >= ndim) {
+    throw py::value_error("axis: expected an integer in [" + std::to_string(-ndim) + ", " +
+                          std::to_string(ndim) + ") for " + tensor + " with " +
+                          std::to_string(ndim) + " dimensions, got " + std::to_string(ax));
+  }
+  if (ax < 0) ax += ndim;
+  Layout l{1, shape[static_cast<size_t>(ax)], 1};
+  for (int64_t i = 0; i < ax; ++i) l.outer *= shape[static_cast<size_t>(i)];
+  for (int64_t i = ax + 1; i < ndim; ++i) l.inner *= shape[static_cast<size_t>(i)];
+  return l;
+}
+
+// Scale and zero point: one entry per channel, values that keep every kernel
+// finite and every code inside [qmin, qmax].
+struct Params {
+  py::array scale, zero_point;
+};
+
+Params checked_params(py::handle scale_obj, py::handle zp_obj, const Layout& l, QRange r) {
+  Params p{checked_array<float>(scale_obj, "scale", false),
+           checked_array<int32_t>(zp_obj, "zero_point", false)};
+  for (const auto& [arr, name] : {std::pair{&p.scale, "scale"}, {&p.zero_point, "zero_point"}}) {
+    if (arr->ndim() != 1 || arr->shape(0) != l.channels) {
+      throw py::value_error(std::string(name) + ": expected a 1-d array of length " +
+                            std::to_string(l.channels) + " (one per channel), got " +
+                            describe(*arr));
+    }
+  }
+  const float* s = in_ptr<float>(p.scale);
+  const int32_t* z = in_ptr<int32_t>(p.zero_point);
+  for (int64_t c = 0; c < l.channels; ++c) {
+    if (!(std::isfinite(s[c]) && s[c] > 0.0f && std::isfinite(1.0f / s[c]))) {
+      throw py::value_error("scale: expected finite positive values with a finite reciprocal, got " +
+                            std::string(py::repr(py::float_(s[c]))) + " at index " +
+                            std::to_string(c));
+    }
+    if (z[c] < r.qmin || z[c] > r.qmax) {
+      throw py::value_error("zero_point: expected values in [" + std::to_string(r.qmin) + ", " +
+                            std::to_string(r.qmax) + "], got " + std::to_string(z[c]) +
+                            " at index " + std::to_string(c));
+    }
+  }
+  return p;
+}
+
+void fake_quantize_py(py::handle x_obj, py::handle out_obj, py::handle scale, py::handle zp,
+                      std::optional<int64_t> axis, int num_bits) {
+  const QRange r = checked_range(num_bits);
+  py::array x = checked_array<float>(x_obj, "x", false);
+  py::array out = checked_array<float>(out_obj, "out", true);
+  check_same_shape(x, "x", out, "out");
+  check_no_partial_overlap(x, out, "x", "out");
+  const Layout l = layout_of(shape_of(x), axis, "x");
+  const Params p = checked_params(scale, zp, l, r);
+  py::gil_scoped_release release;
+  fake_quantize(in_ptr<float>(x), out_ptr<float>(out), l, in_ptr<float>(p.scale),
+                in_ptr<int32_t>(p.zero_point), r);
+}
+
+template <class T>
+void quantize_typed(py::array& x, py::handle out_obj, const Params& p, const Layout& l,
+                    QRange r) {
+  py::array out = checked_array<T>(out_obj, "out", true);
+  check_same_shape(x, "x", out, "out");
+  check_no_partial_overlap(x, out, "x", "out");
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = quantize(in_ptr<float>(x), out_ptr<T>(out), l, in_ptr<float>(p.scale),
+                  in_ptr<int32_t>(p.zero_point), r);
+  }
+  if (!ok) throw py::value_error("x: expected values that are not NaN (NaN has no integer code)");
+}
+
+void quantize_py(py::handle x_obj, py::handle out_obj, py::handle scale, py::handle zp,
+                 std::optional<int64_t> axis, int num_bits) {
+  const QRange r = checked_range(num_bits);
+  py::array x = checked_array<float>(x_obj, "x", false);
+  const Layout l = layout_of(shape_of(x), axis, "x");
+  const Params p = checked_params(scale, zp, l, r);
+  if (num_bits <= 8) {
+    quantize_typed<int8_t>(x, out_obj, p, l, r);
+  } else {
+    quantize_typed<int16_t>(x, out_obj, p, l, r);
+  }
+}
+
+template <class T>
+void dequantize_typed(py::handle q_obj, py::handle out_obj, py::handle scale, py::handle zp,
+                      std::optional<int64_t> axis, QRange r) {
+  py::array q = checked_array<T>(q_obj, "q", false);
+  py::array out = checked_array<float>(out_obj, "out", true);
+  check_same_shape(q, "q", out, "out");
+  check_no_partial_overlap(q, out, "q", "out");
+  const Layout l = layout_of(shape_of(q), axis, "q");
+  const Params p = checked_params(scale, zp, l, r);
+  py::gil_scoped_release release;
+  dequantize(in_ptr<T>(q), out_ptr<float>(out), l, in_ptr<float>(p.scale),
+             in_ptr<int32_t>(p.zero_point), r);
+}
+
+void dequantize_py(py::handle q, py::handle out, py::handle scale, py::handle zp,
+                   std::optional<int64_t> axis, int num_bits) {
+  const QRange r = checked_range(num_bits);
+  if (num_bits <= 8) {
+    dequantize_typed<int8_t>(q, out, scale, zp, axis, r);
+  } else {
+    dequantize_typed<int16_t>(q, out, scale, zp, axis, r);
+  }
+}
+
+py::array arq_py(py::handle w_obj, py::handle out_obj, std::optional<int64_t> axis,
+                 int num_bits) {
+  const QRange r = checked_range(num_bits);
+  py::array w = checked_array<float>(w_obj, "w", false);
+  const std::vector<int64_t> shape = shape_of(w);
+  const Layout l = layout_of(shape, axis, "w");
+  float* y = nullptr;
+  py::array out;
+  if (!out_obj.is_none()) {
+    out = checked_array<float>(out_obj, "out", true);
+    check_same_shape(w, "w", out, "out");
+    check_no_partial_overlap(w, out, "w", "out");
+    y = out_ptr<float>(out);
+  }
+  py::array_t<float> scales(l.channels);
+  int64_t bad;
+  {
+    py::gil_scoped_release release;
+    bad = arq(in_ptr<float>(w), y, l, r, scales.mutable_data());
+  }
+  if (bad >= 0) {
+    // Name the element as an index tuple, which is what a user can look up.
+    std::string where;
+    int64_t rest = bad;
+    for (size_t d = shape.size(); d-- > 0;) {
+      where = std::to_string(rest % shape[d]) + (where.empty() ? "" : ", ") + where;
+      rest /= shape[d];
+    }
+    const float v = in_ptr<float>(w)[bad];
+    throw py::value_error("w: expected finite values (ARQ chooses scales from the data), got " +
+                          std::string(py::repr(py::float_(v))) + " at index (" + where + ")");
+  }
+  return scales;
+}
+
+std::string set_isa_py(const std::string& name) {
+  Isa isa;
+  if (!parse_isa(name.c_str(), &isa)) {
+    throw py::value_error("isa: expected one of 'scalar', 'avx2', 'avx512', got '" + name + "'");
+  }
+  if (!isa_available(isa)) {
+    throw py::value_error("isa: '" + name + "' is not available on this CPU (best: '" +
+                          isa_name(best_isa()) + "')");
+  }
+  std::string previous = isa_name(kernels().isa);
+  set_isa(isa);
+  return previous;
+}
+
+std::vector<std::string> available_isas_py() {
+  std::vector<std::string> names;
+  for (int i = 0; i < kIsaCount; ++i) {
+    if (isa_available(static_cast<Isa>(i))) names.emplace_back(isa_name(static_cast<Isa>(i)));
+  }
+  return names;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "qatcore's native kernels. Private: use the qatcore package.";
+  m.attr("__version__") = QATCORE_VERSION;
+
+  m.def("isa", [] { return std::string(isa_name(kernels().isa)); });
+  m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
+  m.def("available_isas", &available_isas_py);
+  m.def("set_isa", &set_isa_py, py::arg("isa"));
+  m.def("get_num_threads", &num_threads);
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("n: expected an integer >= 1, got " + std::to_string(n));
+        set_num_threads(n);
+      },
+      py::arg("n"));
+  m.def("get_grain", &grain);
+  m.def(
+      "set_grain",
+      [](int64_t n) {
+        if (n < 1) throw py::value_error("n: expected an integer >= 1, got " + std::to_string(n));
+        set_grain(n);
+      },
+      py::arg("n"));
+
+  m.def("fake_quantize", &fake_quantize_py, py::arg("x"), py::arg("out"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("axis"), py::arg("num_bits"));
+  m.def("quantize", &quantize_py, py::arg("x"), py::arg("out"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("axis"), py::arg("num_bits"));
+  m.def("dequantize", &dequantize_py, py::arg("q"), py::arg("out"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("axis"), py::arg("num_bits"));
+  m.def("arq", &arq_py, py::arg("w"), py::arg("out"), py::arg("axis"), py::arg("num_bits"));
+}

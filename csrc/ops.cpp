@@ -1,0 +1,249 @@
+#include "ops.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "dispatch.h"
+#include "parallel.h"
+
+namespace qatcore {
+namespace {
+
+constexpr float kEps = 1.1920928955078125e-7f;  // 2^-23, FLT_EPSILON
+
+QuantConst make_const(float scale, int32_t z, QRange r) {
+  return {scale, 1.0f / scale, static_cast<float>(r.qmin - z), static_cast<float>(r.qmax - z), z};
+}
+
+// Per-channel constants in both forms the leaf kernels take.
+struct ChannelConsts {
+  std::vector<QuantConst> rows;
+  std::vector<float> scale, inv, lo, hi;
+  std::vector<int32_t> zero_point;
+
+  ChannelConsts(const float* s, const int32_t* z, int64_t channels, QRange r) {
+    const auto n = static_cast<size_t>(channels);
+    rows.resize(n);
+    scale.resize(n);
+    inv.resize(n);
+    lo.resize(n);
+    hi.resize(n);
+    zero_point.resize(n);
+    for (size_t c = 0; c < n; ++c) {
+      const QuantConst q = make_const(s[c], z[c], r);
+      rows[c] = q;
+      scale[c] = q.scale;
+      inv[c] = q.inv_scale;
+      lo[c] = q.lo;
+      hi[c] = q.hi;
+      zero_point[c] = q.zero_point;
+    }
+  }
+
+  QuantConstArrays from(int64_t c) const {
+    const auto i = static_cast<size_t>(c);
+    return {&scale[i], &inv[i], &lo[i], &hi[i], &zero_point[i]};
+  }
+};
+
+// Visits the flat range [a, b) of a (outer, channels, inner) tensor as maximal
+// runs that the leaf kernels take: row(offset, length, channel) for runs inside
+// one channel's row of `inner` elements, or, when inner == 1 (the channel axis
+// is the last one), cols(offset, length, first_channel) for runs along the
+// channel axis.
+template <class Row, class Cols>
+void for_runs(int64_t a, int64_t b, const Layout& l, Row&& row, Cols&& cols) {
+  if (l.inner == 1 && l.channels > 1) {
+    while (a < b) {
+      const int64_t c = a % l.channels;
+      const int64_t end = std::min(b, a - c + l.channels);
+      cols(a, end - a, c);
+      a = end;
+    }
+  } else {
+    while (a < b) {
+      const int64_t r = a / l.inner;
+      const int64_t end = std::min(b, (r + 1) * l.inner);
+      row(a, end - a, r % l.channels);
+      a = end;
+    }
+  }
+}
+
+// Runs an elementwise per-channel map over the whole tensor in grain-sized chunks.
+template <class Row, class Cols>
+void elementwise(const Layout& l, Row&& row, Cols&& cols) {
+  parallel_ranges(l.size(), grain(), [&](int64_t a, int64_t b) { for_runs(a, b, l, row, cols); });
+}
+
+template <class T, class RowK, class ColsK>
+bool quantize_impl(const float* x, T* q, const Layout& l, const float* scale,
+                   const int32_t* zero_point, QRange r, RowK row_k, ColsK cols_k) {
+  const ChannelConsts cc(scale, zero_point, l.channels, r);
+  std::atomic<int> nan{0};
+  elementwise(
+      l,
+      [&](int64_t off, int64_t n, int64_t c) {
+        if (row_k(x + off, q + off, n, cc.rows[static_cast<size_t>(c)])) nan.store(1);
+      },
+      [&](int64_t off, int64_t n, int64_t c) {
+        if (cols_k(x + off, q + off, n, cc.from(c))) nan.store(1);
+      });
+  return nan.load() == 0;
+}
+
+template <class T, class RowK, class ColsK>
+void dequantize_impl(const T* q, float* y, const Layout& l, const float* scale,
+                     const int32_t* zero_point, QRange r, RowK row_k, ColsK cols_k) {
+  const ChannelConsts cc(scale, zero_point, l.channels, r);
+  elementwise(
+      l,
+      [&](int64_t off, int64_t n, int64_t c) {
+        row_k(q + off, y + off, n, cc.rows[static_cast<size_t>(c)]);
+      },
+      [&](int64_t off, int64_t n, int64_t c) { cols_k(q + off, y + off, n, cc.from(c)); });
+}
+
+// SPEC "ARQ": the smallest symmetric scale at which nothing in [lo, hi] clips.
+float arq_scale(float lo, float hi, QRange r) {
+  hi = hi > 0.0f ? hi : 0.0f;
+  lo = lo < 0.0f ? lo : 0.0f;
+  const float s = std::max(hi / static_cast<float>(r.qmax), -lo / static_cast<float>(-r.qmin));
+  return s >= kEps ? s : 1.0f;
+}
+
+int64_t first_non_finite(const float* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(w[i])) return i;
+  }
+  return -1;
+}
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Channels laid out as contiguous rows (outer == 1) and y != w: one fused pass,
+// each row reduced and then quantized while it is still in cache.
+bool arq_fused_rows(const float* w, float* y, const Layout& l, QRange r, float* scales) {
+  const Kernels& k = kernels();
+  std::atomic<int> finite{1};
+  const int64_t rows_per_chunk = std::max<int64_t>(1, grain() / std::max<int64_t>(1, l.inner));
+  parallel_ranges(l.channels, rows_per_chunk, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* row = w + c * l.inner;
+      MinMax m{kInf, -kInf, 1};
+      k.reduce->minmax(row, l.inner, &m);
+      if (!m.finite) {
+        finite.store(0);
+        continue;
+      }
+      const float s = arq_scale(m.lo, m.hi, r);
+      scales[c] = s;
+      if (y != nullptr) k.fq->fq_row(row, y + c * l.inner, l.inner, make_const(s, 0, r));
+    }
+  });
+  return finite.load() != 0;
+}
+
+// Any layout: per-channel min/max over the whole tensor first, then one
+// elementwise pass. Min and max are exact, so the split into chunks (here one
+// per thread, to bound the partial arrays) cannot change the result.
+bool arq_two_pass(const float* w, float* y, const Layout& l, QRange r, float* scales) {
+  const Kernels& k = kernels();
+  const int64_t n = l.size();
+  const auto channels = static_cast<size_t>(l.channels);
+  const int64_t parts =
+      std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + grain() - 1) / grain()));
+  const int64_t per_part = std::max<int64_t>(1, (n + parts - 1) / parts);
+  const int64_t n_parts = n == 0 ? 1 : (n + per_part - 1) / per_part;
+  std::vector<float> lo(channels * static_cast<size_t>(n_parts), kInf);
+  std::vector<float> hi(lo.size(), -kInf);
+  std::atomic<int> finite{1};
+  parallel_ranges(n, per_part, [&](int64_t a, int64_t b) {
+    const size_t base = static_cast<size_t>(a / per_part) * channels;
+    float* plo = &lo[base];
+    float* phi = &hi[base];
+    for_runs(
+        a, b, l,
+        [&](int64_t off, int64_t len, int64_t c) {
+          MinMax m{plo[c], phi[c], 1};
+          k.reduce->minmax(w + off, len, &m);
+          plo[c] = m.lo;
+          phi[c] = m.hi;
+          if (!m.finite) finite.store(0);
+        },
+        [&](int64_t off, int64_t len, int64_t c) {
+          if (!k.reduce->minmax_cols(w + off, len, plo + c, phi + c)) finite.store(0);
+        });
+  });
+  if (!finite.load()) return false;
+  for (size_t c = 0; c < channels; ++c) {
+    float clo = kInf, chi = -kInf;
+    for (size_t p = 0; p < static_cast<size_t>(n_parts); ++p) {
+      clo = std::min(clo, lo[p * channels + c]);
+      chi = std::max(chi, hi[p * channels + c]);
+    }
+    scales[c] = arq_scale(clo, chi, r);
+  }
+  if (y != nullptr) {
+    const std::vector<int32_t> zeros(channels, 0);
+    fake_quantize(w, y, l, scales, zeros.data(), r);
+  }
+  return true;
+}
+
+}  // namespace
+
+QRange qrange(int num_bits) {
+  const int32_t half = int32_t{1} << (num_bits - 1);
+  return {-half, half - 1};
+}
+
+void fake_quantize(const float* x, float* y, const Layout& l, const float* scale,
+                   const int32_t* zero_point, QRange r) {
+  const FakeQuantKernels& k = *kernels().fq;
+  const ChannelConsts cc(scale, zero_point, l.channels, r);
+  elementwise(
+      l,
+      [&](int64_t off, int64_t n, int64_t c) {
+        k.fq_row(x + off, y + off, n, cc.rows[static_cast<size_t>(c)]);
+      },
+      [&](int64_t off, int64_t n, int64_t c) { k.fq_cols(x + off, y + off, n, cc.from(c)); });
+}
+
+bool quantize(const float* x, int8_t* q, const Layout& l, const float* scale,
+              const int32_t* zero_point, QRange r) {
+  const FakeQuantKernels& k = *kernels().fq;
+  return quantize_impl(x, q, l, scale, zero_point, r, k.quant_row_i8, k.quant_cols_i8);
+}
+
+bool quantize(const float* x, int16_t* q, const Layout& l, const float* scale,
+              const int32_t* zero_point, QRange r) {
+  const FakeQuantKernels& k = *kernels().fq;
+  return quantize_impl(x, q, l, scale, zero_point, r, k.quant_row_i16, k.quant_cols_i16);
+}
+
+void dequantize(const int8_t* q, float* y, const Layout& l, const float* scale,
+                const int32_t* zero_point, QRange r) {
+  const FakeQuantKernels& k = *kernels().fq;
+  dequantize_impl(q, y, l, scale, zero_point, r, k.dequant_row_i8, k.dequant_cols_i8);
+}
+
+void dequantize(const int16_t* q, float* y, const Layout& l, const float* scale,
+                const int32_t* zero_point, QRange r) {
+  const FakeQuantKernels& k = *kernels().fq;
+  dequantize_impl(q, y, l, scale, zero_point, r, k.dequant_row_i16, k.dequant_cols_i16);
+}
+
+int64_t arq(const float* w, float* y, const Layout& l, QRange r, float* scales) {
+  // The fused pass writes channel by channel, so it would leave an aliased w
+  // half-overwritten when a later channel turns out to hold a NaN; in-place
+  // calls reduce everything first and write only once the input is known good.
+  const bool fused = l.outer == 1 && l.channels > 1 && y != w;
+  const bool ok = fused ? arq_fused_rows(w, y, l, r, scales) : arq_two_pass(w, y, l, r, scales);
+  return ok ? -1 : first_non_finite(w, l.size());
+}
+
+}  // namespace qatcore

@@ -1,0 +1,45 @@
+// Whole-tensor operations: layouts, threads and the SPEC's per-channel math on
+// top of the leaf kernels. No Python here; bindings.cpp validates every
+// argument before calling in, so these functions trust their preconditions.
+#pragma once
+#include <cstdint>
+
+namespace qatcore {
+
+// A C-contiguous tensor seen as (outer, channels, inner) around the quantization
+// axis. Per tensor is {1, 1, n}.
+struct Layout {
+  int64_t outer;
+  int64_t channels;
+  int64_t inner;
+  int64_t size() const { return outer * channels * inner; }
+};
+
+struct QRange {
+  int32_t qmin;
+  int32_t qmax;
+};
+QRange qrange(int num_bits);  // num_bits in [2, 16]
+
+// scale/zero_point have `channels` entries: finite, positive scales with a
+// finite reciprocal; zero points in [qmin, qmax]. y may be x, but no other overlap.
+void fake_quantize(const float* x, float* y, const Layout& l, const float* scale,
+                   const int32_t* zero_point, QRange r);
+
+// Returns false if x held a NaN (its code is the zero point).
+bool quantize(const float* x, int8_t* q, const Layout& l, const float* scale,
+              const int32_t* zero_point, QRange r);
+bool quantize(const float* x, int16_t* q, const Layout& l, const float* scale,
+              const int32_t* zero_point, QRange r);
+void dequantize(const int8_t* q, float* y, const Layout& l, const float* scale,
+                const int32_t* zero_point, QRange r);
+void dequantize(const int16_t* q, float* y, const Layout& l, const float* scale,
+                const int32_t* zero_point, QRange r);
+
+// ARQ (SPEC "ARQ"): writes one symmetric scale per channel to scales and, unless
+// y is null, the fake-quantized weights to y (y may be w). Returns -1, or the
+// flat index of the first NaN or infinity in w; then scales and y are
+// unspecified, and w itself is intact even when y == w.
+int64_t arq(const float* w, float* y, const Layout& l, QRange r, float* scales);
+
+}  // namespace qatcore

@@ -1,0 +1,42 @@
+"""qatcore: INT8 quantization-aware-training kernels with runtime SIMD dispatch.
+
+See ``../shared/SPEC.md`` in the project for the numerical contract.
+"""
+
+from __future__ import annotations
+
+from . import _backend
+from ._backend import (
+    ISA_LEVELS,
+    available_isas,
+    backend_info,
+    get_isa,
+    get_num_threads,
+    set_isa,
+    set_num_threads,
+    use_backend,
+)
+from ._core import __version__
+from .arq import ArqResult, arq, arq_params
+from .quant import QuantParams, dequantize, fake_quantize, quantize
+
+__all__ = [
+    "ISA_LEVELS",
+    "ArqResult",
+    "QuantParams",
+    "__version__",
+    "arq",
+    "arq_params",
+    "available_isas",
+    "backend_info",
+    "dequantize",
+    "fake_quantize",
+    "get_isa",
+    "get_num_threads",
+    "quantize",
+    "set_isa",
+    "set_num_threads",
+    "use_backend",
+]
+
+_backend.apply_environment()

@@ -1,0 +1,94 @@
+"""Input coercion shared by the public functions: dtypes, axes, ``out`` buffers."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+F32 = NDArray[np.float32]
+
+
+def as_float32(x: ArrayLike, name: str) -> F32:
+    """``x`` as a float32 array: float32 input is used as is, other real floats converted."""
+    arr = np.asarray(x)
+    if arr.dtype == np.float32:
+        return arr
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32)
+    raise TypeError(
+        f"{name}: expected a real floating-point array (float16, float32 or float64), "
+        f"got dtype {arr.dtype}"
+    )
+
+
+def c_contiguous(arr: NDArray[Any]) -> NDArray[Any]:
+    """``arr`` itself when C-contiguous, else a C-contiguous copy (same values)."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def check_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {value!r}")
+    return operator.index(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_num_bits(num_bits: object) -> int:
+    bits = check_int(num_bits, "num_bits")
+    if not 2 <= bits <= 16:
+        raise ValueError(f"num_bits: expected an integer in [2, 16], got {bits}")
+    return bits
+
+
+def normalize_axis(axis: object, ndim: int, tensor: str) -> int:
+    ax = check_int(axis, "axis")
+    if not -ndim <= ax < ndim:
+        raise ValueError(
+            f"axis: expected an integer in [{-ndim}, {ndim}) for {tensor} with {ndim} "
+            f"dimensions, got {ax}"
+        )
+    return ax % ndim
+
+
+def code_dtype(num_bits: int) -> np.dtype[Any]:
+    """Integer codes are int8 up to 8 bits, int16 up to 16."""
+    return np.dtype(np.int8 if num_bits <= 8 else np.int16)
+
+
+def destination(out: object, src: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """The buffer a kernel reading ``src`` should write for the caller's ``out``.
+
+    ``out`` itself when it is C-contiguous and either is ``src``'s buffer or does
+    not overlap it; otherwise a fresh array, copied into ``out`` by ``deliver``.
+    """
+    if out is None:
+        return np.empty(src.shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy.ndarray or None, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise ValueError(f"out: expected dtype {dtype}, got {out.dtype}")
+    if out.shape != src.shape:
+        raise ValueError(f"out: expected shape {src.shape}, got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("out: expected a writable array, got a read-only one")
+    if out.flags.c_contiguous and (
+        out.ctypes.data == src.ctypes.data or not np.may_share_memory(out, src)
+    ):
+        return out
+    return np.empty(src.shape, dtype=dtype)
+
+
+def deliver(out: NDArray[Any] | None, dst: NDArray[Any]) -> NDArray[Any]:
+    """Finish a call that wrote ``dst`` (from ``destination``): the caller's result."""
+    if out is None or out is dst:
+        return dst
+    np.copyto(out, dst)
+    return out

