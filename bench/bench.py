@@ -3,8 +3,9 @@
     python bench/bench.py [--repeat N] [--isa LEVEL]
 
 Every row is the median of --repeat timed runs after two warm-up runs, in this
-one process. "GB/s" counts the bytes a kernel must move at the least (read the
-input, write the output: twice the tensor), so the copy's GB/s is the machine's
+one process. "GB/s" counts the bytes a kernel must move at the least (read its
+inputs, write its outputs: twice the tensor for the copy, ARQ and the ULQ
+forward, three times for the ULQ backward), so the copy's GB/s is the machine's
 practical bandwidth. "x copy" is time / single-threaded copy time of the same
 tensor (lower is better, 1.0 is memory speed); "x faster than torch" is the
 PyTorch time at the same thread count / qatcore time.
@@ -94,6 +95,72 @@ def bench_arq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> 
     return rows
 
 
+def torch_ulq_learnable(
+    x: torch.Tensor, g: torch.Tensor, scale: float, zero_point: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """PyTorch's learnable-scale fake quantization (LSQ), forward and backward."""
+    x.grad = None
+    s = torch.tensor([scale], requires_grad=True)
+    z = torch.tensor([float(zero_point)], requires_grad=True)
+    y = torch._fake_quantize_learnable_per_tensor_affine(x, s, z, -128, 127, 1.0)
+    y.backward(g)
+    return y, x.grad
+
+
+def bench_ulq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> list[Row]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    y = np.empty_like(x)
+    gx = np.empty_like(x)
+    clip_min, clip_max = -2.5, 3.0
+    copy_ms = median_ms(lambda: np.copyto(y, x), repeat)
+    case = f"ulq per-tensor {shape}"
+    rows = [Row(case, "np.copyto", None, copy_ms, 2 * x.nbytes, copy_ms)]
+    params = qatcore.ulq_params(clip_min, clip_max)
+    xt = torch.from_numpy(x).requires_grad_()
+    gt = torch.from_numpy(g)
+    y_t, _ = torch_ulq_learnable(xt, gt, float(params.scale), int(params.zero_point))
+    np.testing.assert_array_equal(
+        y_t.detach().numpy(), qatcore.ulq_forward(x, clip_min, clip_max).output
+    )
+    del y_t
+
+    def fwd() -> None:
+        qatcore.ulq_forward(x, clip_min, clip_max, out=y)
+
+    def bwd() -> None:
+        qatcore.ulq_backward(g, x, clip_min, clip_max, out=gx)
+
+    def both() -> None:
+        fwd()
+        bwd()
+
+    for n in thread_counts:
+        torch.set_num_threads(n)
+        qatcore.set_num_threads(n)
+        torch_ms = median_ms(
+            lambda: torch_ulq_learnable(xt, gt, float(params.scale), int(params.zero_point)),
+            max(3, repeat // 3),
+        )
+        rows.append(Row(f"{case} fwd", "qatcore", n, median_ms(fwd, repeat), 2 * x.nbytes, copy_ms))
+        # backward moves x and grad_output in, grad_input out: three tensors.
+        rows.append(Row(f"{case} bwd", "qatcore", n, median_ms(bwd, repeat), 3 * x.nbytes, copy_ms))
+        rows.append(Row(f"{case} fwd+bwd", "torch LSQ", n, torch_ms, 5 * x.nbytes, copy_ms))
+        rows.append(
+            Row(
+                f"{case} fwd+bwd",
+                "qatcore",
+                n,
+                median_ms(both, repeat),
+                5 * x.nbytes,
+                copy_ms,
+                torch_ms,
+            )
+        )
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     head = ["case", "impl", "threads", "ms", "GB/s", "x copy", "x faster than torch"]
     table = [head] + [r.cells() for r in rows]
@@ -126,6 +193,7 @@ def main() -> None:
     rows: list[Row] = []
     for shape in [(256, 256, 3, 3), (4096, 4096)]:
         rows += bench_arq(shape, args.repeat, args.threads)
+    rows += bench_ulq((64, 256, 56, 56), max(5, args.repeat // 2), args.threads)
     print_table(rows)
 
 

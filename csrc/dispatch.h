@@ -2,6 +2,7 @@
 #pragma once
 #include "kernels/fake_quant.h"
 #include "kernels/reduce.h"
+#include "kernels/ulq.h"
 
 namespace qatcore {
 
@@ -12,6 +13,7 @@ struct Kernels {
   Isa isa;
   const FakeQuantKernels* fq;
   const ReduceKernels* reduce;
+  const UlqKernels* ulq;
 };
 
 const char* isa_name(Isa isa);

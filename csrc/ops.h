@@ -42,4 +42,18 @@ void dequantize(const int16_t* q, float* y, const Layout& l, const float* scale,
 // unspecified, and w itself is intact even when y == w.
 int64_t arq(const float* w, float* y, const Layout& l, QRange r, float* scales);
 
+// ULQ (SPEC "ULQ"): the effective scale and zero point of each channel's clips.
+// Returns -1, or the first channel whose clip range overflows float32 (then
+// nothing is written).
+int64_t ulq_params(const float* clip_min, const float* clip_max, int64_t channels, bool fixed_min,
+                   QRange r, float* scale, int32_t* zero_point);
+
+// ULQ backward in one pass: grad_input into gx (which may be g or x) and the
+// clip gradients, one per channel, summed in float64 over pieces fixed by the
+// layout alone, so the result is bit-identical for every thread count and ISA.
+// Preconditions: ulq_params succeeds for these clips.
+void ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
+                  const float* clip_min, const float* clip_max, bool fixed_min, QRange r,
+                  float* grad_clip_min, float* grad_clip_max);
+
 }  // namespace qatcore

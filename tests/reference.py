@@ -75,3 +75,67 @@ def arq(w, channel_wise=True, axis=0, num_bits=8):
     ax = axis % w.ndim if channel_wise else None
     _, y = fake_quant(w, s, np.zeros(s.shape, np.int64), num_bits, ax)
     return y, s
+
+
+def ulq_params(clip_min, clip_max, fixed_min=False, num_bits=8):
+    """SPEC "ULQ": every per-channel quantity, float32 as written there.
+
+    cmin = 0 if fixed_min else min(clip_min, 0);  cmax = max(clip_max, L * EPS)
+    s = (cmax - cmin) / L;  n_lo = rint(cmin * inv_s);  z = qmin - n_lo
+    lo_e = s * n_lo;  hi_e = s * (n_lo + L)
+    """
+    qmin, qmax = qrange(num_bits)
+    levels = np.float32(qmax - qmin)
+    clip_min = np.asarray(clip_min, dtype=np.float32)
+    clip_max = np.asarray(clip_max, dtype=np.float32)
+    cmin = np.zeros_like(clip_min) if fixed_min else np.minimum(clip_min, np.float32(0))
+    cmax = np.maximum(clip_max, levels * EPS)
+    s = (cmax - cmin) / levels
+    inv_s = np.float32(1) / s
+    n_lo = np.rint(cmin * inv_s)
+    return {
+        "cmin": cmin,
+        "cmax": cmax,
+        "scale": s,
+        "inv_scale": inv_s,
+        "zero_point": (qmin - n_lo.astype(np.int64)).astype(np.int32),
+        "lo_e": s * n_lo,
+        "hi_e": s * (n_lo + levels),
+        "levels": levels,
+    }
+
+
+def ulq_forward(x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" forward: fake quantization with ULQ's scale and zero point."""
+    p = ulq_params(clip_min, clip_max, fixed_min, num_bits)
+    _, y = fake_quant(x, p["scale"], p["zero_point"], num_bits, axis)
+    return y, p
+
+
+def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" backward: (grad_x float32, grad_clip_min float64, grad_clip_max float64).
+
+    upper = x > hi_e;  lower = x < lo_e;  grad_x = g where inside, else 0
+    t = (cmax if upper else cmin if lower else x) * inv_s;  e = (rint(t) - t) / L
+    grad_clip_max = sum(g * (e + upper));  grad_clip_min = sum(g * (lower - e))
+    """
+    x = np.asarray(x, dtype=np.float32)
+    g = np.asarray(g, dtype=np.float32)
+    p = {
+        k: _along(np.asarray(v), axis, x.ndim)
+        for k, v in ulq_params(clip_min, clip_max, fixed_min, num_bits).items()
+    }
+    upper = x > p["hi_e"]
+    lower = x < p["lo_e"]
+    inside = ~upper & ~lower
+    grad_x = np.where(inside, g, np.float32(0)).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        t = np.where(upper, p["cmax"], np.where(lower, p["cmin"], x)) * p["inv_scale"]
+        e = (np.rint(t) - t).astype(np.float64) / np.float64(p["levels"])
+        g64 = g.astype(np.float64)
+        others = None if axis is None else tuple(d for d in range(x.ndim) if d != axis)
+        grad_max = np.sum(g64 * (e + upper), axis=others)
+        grad_min = np.sum(g64 * (lower - e), axis=others)
+    if fixed_min:
+        grad_min = np.zeros_like(grad_max)
+    return grad_x, grad_min, grad_max

@@ -3,12 +3,14 @@
 #pragma once
 #include "kernels/fake_quant.h"
 #include "kernels/reduce.h"
+#include "kernels/ulq.h"
 
 #define QATCORE_DECLARE_ISA_TABLES(ns)      \
   namespace qatcore {                       \
   namespace ns {                            \
   extern const FakeQuantKernels kFakeQuant; \
   extern const ReduceKernels kReduce;       \
+  extern const UlqKernels kUlq;             \
   }                                         \
   }
 

@@ -19,11 +19,14 @@ from ._backend import (
 from ._core import __version__
 from .arq import ArqResult, arq, arq_params
 from .quant import QuantParams, dequantize, fake_quantize, quantize
+from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = [
     "ISA_LEVELS",
     "ArqResult",
     "QuantParams",
+    "UlqForward",
+    "UlqGrads",
     "__version__",
     "arq",
     "arq_params",
@@ -36,6 +39,9 @@ __all__ = [
     "quantize",
     "set_isa",
     "set_num_threads",
+    "ulq_backward",
+    "ulq_forward",
+    "ulq_params",
     "use_backend",
 ]
 

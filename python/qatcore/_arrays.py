@@ -63,27 +63,32 @@ def code_dtype(num_bits: int) -> np.dtype[Any]:
     return np.dtype(np.int8 if num_bits <= 8 else np.int16)
 
 
-def destination(out: object, src: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
-    """The buffer a kernel reading ``src`` should write for the caller's ``out``.
+def destination(
+    out: object, sources: NDArray[Any] | tuple[NDArray[Any], ...], dtype: np.dtype[Any]
+) -> NDArray[Any]:
+    """The buffer a kernel reading ``sources`` should write for the caller's ``out``.
 
-    ``out`` itself when it is C-contiguous and either is ``src``'s buffer or does
-    not overlap it; otherwise a fresh array, copied into ``out`` by ``deliver``.
+    ``out`` itself when it is C-contiguous and, for each source, either is that
+    source's buffer or does not overlap it; otherwise a fresh array, copied into
+    ``out`` by ``deliver``.
     """
+    srcs = sources if isinstance(sources, tuple) else (sources,)
+    shape = srcs[0].shape
     if out is None:
-        return np.empty(src.shape, dtype=dtype)
+        return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a numpy.ndarray or None, got {type(out).__name__}")
     if out.dtype != dtype:
         raise ValueError(f"out: expected dtype {dtype}, got {out.dtype}")
-    if out.shape != src.shape:
-        raise ValueError(f"out: expected shape {src.shape}, got {out.shape}")
+    if out.shape != shape:
+        raise ValueError(f"out: expected shape {shape}, got {out.shape}")
     if not out.flags.writeable:
         raise ValueError("out: expected a writable array, got a read-only one")
-    if out.flags.c_contiguous and (
-        out.ctypes.data == src.ctypes.data or not np.may_share_memory(out, src)
+    if out.flags.c_contiguous and all(
+        out.ctypes.data == src.ctypes.data or not np.may_share_memory(out, src) for src in srcs
     ):
         return out
-    return np.empty(src.shape, dtype=dtype)
+    return np.empty(shape, dtype=dtype)
 
 
 def deliver(out: NDArray[Any] | None, dst: NDArray[Any]) -> NDArray[Any]:

@@ -44,3 +44,25 @@ def arq(
     axis: int | None,
     num_bits: int,
 ) -> NDArray[np.float32]: ...
+def ulq_params(
+    clip_min: NDArray[np.float32], clip_max: NDArray[np.float32], fixed_min: bool, num_bits: int
+) -> tuple[NDArray[np.float32], NDArray[np.int32]]: ...
+def ulq_forward(
+    x: NDArray[np.float32],
+    out: NDArray[np.float32],
+    clip_min: NDArray[np.float32],
+    clip_max: NDArray[np.float32],
+    axis: int | None,
+    fixed_min: bool,
+    num_bits: int,
+) -> tuple[NDArray[np.float32], NDArray[np.int32]]: ...
+def ulq_backward(
+    grad_output: NDArray[np.float32],
+    x: NDArray[np.float32],
+    out: NDArray[np.float32],
+    clip_min: NDArray[np.float32],
+    clip_max: NDArray[np.float32],
+    axis: int | None,
+    fixed_min: bool,
+    num_bits: int,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]: ...

@@ -1,0 +1,165 @@
+"""ULQ: learnable-clip fake quantization, forward and backward (SPEC "ULQ", ``ulq_quantize``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _core
+from ._arrays import (
+    F32,
+    as_float32,
+    c_contiguous,
+    check_bool,
+    check_int,
+    check_num_bits,
+    deliver,
+    destination,
+    normalize_axis,
+)
+from .quant import QuantParams
+
+__all__ = ["UlqForward", "UlqGrads", "ulq_backward", "ulq_forward", "ulq_params"]
+
+
+@dataclass(frozen=True, eq=False)
+class UlqForward:
+    """``output``: fake-quantized ``x``; ``params``: the effective scale and zero point."""
+
+    output: F32
+    params: QuantParams
+
+
+@dataclass(frozen=True, eq=False)
+class UlqGrads:
+    """Gradients of the loss: ``grad_input`` (shape of x) and the clips' (shape of the clips)."""
+
+    grad_input: F32
+    grad_clip_min: F32
+    grad_clip_max: F32
+
+
+def _clip(value: ArrayLike, name: str, channels: int | None) -> F32:
+    """A clip as a float32 1-d array: 0-d per tensor (channels None), else length C."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected a real number or a float array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if channels is None and arr.ndim != 0:
+        raise ValueError(f"{name}: expected a scalar per tensor (axis=None), got shape {arr.shape}")
+    if channels is not None and arr.shape != (channels,):
+        raise ValueError(
+            f"{name}: expected a 1-d array of length {channels} (one per channel), "
+            f"got shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: expected finite values, got {arr[~np.isfinite(arr)].flat[0]!r}")
+    return arr.reshape(-1)
+
+
+def _clips(clip_min: ArrayLike, clip_max: ArrayLike, channels: int | None) -> tuple[F32, F32]:
+    return _clip(clip_min, "clip_min", channels), _clip(clip_max, "clip_max", channels)
+
+
+def _params(scale: F32, zero_point: NDArray[np.int32], bits: int, axis: int | None) -> QuantParams:
+    shape = () if axis is None else scale.shape
+    return QuantParams(scale.reshape(shape), zero_point.reshape(shape), num_bits=bits, axis=axis)
+
+
+def ulq_params(
+    clip_min: ArrayLike,
+    clip_max: ArrayLike,
+    *,
+    fixed_min: bool = False,
+    num_bits: int = 8,
+    axis: int | None = None,
+) -> QuantParams:
+    """The scale and zero point that ULQ's clips imply.
+
+    ``clip_min``/``clip_max`` are numbers (per tensor, ``axis=None``) or 1-d arrays
+    of one entry per channel along ``axis``. The lower clip is moved to 0 when it
+    is positive (or when ``fixed_min``), the upper one up to ``L * EPS``, and the
+    range is then shifted so that 0 is exactly representable.
+    """
+    fixed = check_bool(fixed_min, "fixed_min")
+    bits = check_num_bits(num_bits)
+    ax = None if axis is None else check_int(axis, "axis")
+    if ax is not None and np.ndim(clip_min) != 1:
+        raise ValueError(
+            f"clip_min: expected a 1-d array per channel (axis={ax}), "
+            f"got shape {np.shape(clip_min)}"
+        )
+    lo, hi = _clips(clip_min, clip_max, None if ax is None else len(np.asarray(clip_min)))
+    scale, zp = _core.ulq_params(lo, hi, fixed, bits)
+    return _params(scale, zp, bits, ax)
+
+
+def _prepare(
+    x: ArrayLike,
+    clip_min: ArrayLike,
+    clip_max: ArrayLike,
+    fixed_min: object,
+    num_bits: object,
+    axis: object,
+    name: str = "x",
+) -> tuple[F32, F32, F32, bool, int, int | None]:
+    fixed = check_bool(fixed_min, "fixed_min")
+    bits = check_num_bits(num_bits)
+    src = c_contiguous(as_float32(x, name))
+    ax = None if axis is None else normalize_axis(axis, src.ndim, name)
+    lo, hi = _clips(clip_min, clip_max, None if ax is None else src.shape[ax])
+    return src, lo, hi, fixed, bits, ax
+
+
+def ulq_forward(
+    x: ArrayLike,
+    clip_min: ArrayLike,
+    clip_max: ArrayLike,
+    *,
+    fixed_min: bool = False,
+    num_bits: int = 8,
+    axis: int | None = None,
+    out: NDArray[np.float32] | None = None,
+) -> UlqForward:
+    """Fake-quantize ``x`` between learnable clips. ``out`` may be ``x``. NaN propagates."""
+    src, lo, hi, fixed, bits, ax = _prepare(x, clip_min, clip_max, fixed_min, num_bits, axis)
+    dst = destination(out, src, np.dtype(np.float32))
+    scale, zp = _core.ulq_forward(src, dst, lo, hi, ax, fixed, bits)
+    return UlqForward(output=deliver(out, dst), params=_params(scale, zp, bits, ax))
+
+
+def ulq_backward(
+    grad_output: ArrayLike,
+    x: ArrayLike,
+    clip_min: ArrayLike,
+    clip_max: ArrayLike,
+    *,
+    fixed_min: bool = False,
+    num_bits: int = 8,
+    axis: int | None = None,
+    out: NDArray[np.float32] | None = None,
+) -> UlqGrads:
+    """Gradients of ULQ with respect to ``x`` and both clips, in one fused pass.
+
+    ``grad_input`` passes ``grad_output`` inside the effective range and is 0
+    outside; the clip gradients are float64 sums (per tensor or per channel)
+    returned as float32, bit-identical for any thread count and ISA level.
+    ``out`` receives ``grad_input`` and may be ``grad_output`` or ``x``. With
+    ``fixed_min`` the lower clip is 0 and its gradient exactly 0. A NaN in ``x``
+    or ``grad_output`` makes the clip gradients NaN.
+    """
+    src, lo, hi, fixed, bits, ax = _prepare(x, clip_min, clip_max, fixed_min, num_bits, axis)
+    g = c_contiguous(as_float32(grad_output, "grad_output"))
+    if g.shape != src.shape:
+        raise ValueError(f"grad_output: expected the shape of x {src.shape}, got {g.shape}")
+    dst = destination(out, (src, g), np.dtype(np.float32))
+    grad_min, grad_max = _core.ulq_backward(g, src, dst, lo, hi, ax, fixed, bits)
+    shape: tuple[Any, ...] = () if ax is None else grad_min.shape
+    return UlqGrads(
+        grad_input=deliver(out, dst),
+        grad_clip_min=grad_min.reshape(shape),
+        grad_clip_max=grad_max.reshape(shape),
+    )

@@ -1,0 +1,314 @@
+"""ULQ forward and backward against the reference, a surrogate derivative and PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import qatcore
+import reference as ref
+from helpers import assert_same_floats, on_every_backend, require_torch
+from strategies import f32, num_bits
+
+
+def assert_clip_grads_close(got: np.ndarray, want: np.ndarray, label: str) -> None:
+    """float64 sums returned as float32: within 1e-6 relative, or 1e-6 absolute near zero."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, (label, got.shape, want.shape)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{label}: NaN positions differ"
+    ok = np.isnan(want) | (np.abs(got - want) <= np.maximum(1e-6 * np.abs(want), 1e-6))
+    assert ok.all(), f"{label}: {got[~ok]} != {want[~ok]}"
+
+
+# Clip values: ordinary, narrow, wide, positive clip_min, negative clip_max, equal.
+clip_values = st.one_of(
+    st.floats(f32(-10), f32(10), width=32),
+    st.floats(f32(-1e-6), f32(1e-6), width=32),
+    st.floats(f32(-1e6), f32(1e6), width=32),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0]),
+)
+
+
+@st.composite
+def ulq_case(draw: st.DrawFn, allow_nan: bool = False):
+    """(x, g, clip_min, clip_max, fixed_min, bits, axis) with x hitting the effective bounds."""
+    bits = draw(num_bits)
+    shape = draw(
+        hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6)
+        | st.tuples(st.integers(0, 3), st.integers(0, 70))
+    )
+    axis = draw(st.none() | st.integers(0, len(shape) - 1)) if shape else None
+    n = 1 if axis is None else shape[axis]
+    cmin = draw(hnp.arrays(np.float32, (n,), elements=clip_values))
+    cmax = draw(hnp.arrays(np.float32, (n,), elements=clip_values))
+    if draw(st.booleans()):
+        cmax = cmin.copy()  # clip_max == clip_min
+    fixed_min = draw(st.booleans())
+    p = ref.ulq_params(cmin, cmax, fixed_min, bits)
+    # Values near the clips, exactly on the effective bounds, and anywhere.
+    bounds = [float(v) for v in np.concatenate([p["lo_e"], p["hi_e"], cmin, cmax, [0.0]])]
+    scale = float(np.max(np.abs(np.concatenate([cmin, cmax, [1e-3]]))))
+    elements = st.one_of(
+        st.sampled_from(bounds),
+        st.floats(f32(-2 * scale), f32(2 * scale), width=32),
+        st.floats(width=32, allow_nan=allow_nan, allow_infinity=allow_nan),
+    )
+    x = draw(hnp.arrays(np.float32, shape, elements=elements))
+    g = draw(hnp.arrays(np.float32, shape, elements=st.floats(f32(-10), f32(10), width=32)))
+    if axis is None:
+        cmin, cmax = cmin.reshape(()), cmax.reshape(())
+    return x, g, cmin, cmax, fixed_min, bits, axis
+
+
+@given(case=ulq_case(allow_nan=True))
+def test_ulq_forward_matches_reference(case) -> None:
+    x, _, cmin, cmax, fixed_min, bits, axis = case
+    y_ref, p = ref.ulq_forward(x, cmin, cmax, fixed_min, bits, axis)
+    for label, r in on_every_backend(
+        lambda: qatcore.ulq_forward(x, cmin, cmax, fixed_min=fixed_min, num_bits=bits, axis=axis)
+    ):
+        assert_same_floats(r.output, y_ref, label)
+        assert_same_floats(r.params.scale, p["scale"].reshape(np.shape(cmin)), label)
+        assert np.array_equal(r.params.zero_point, p["zero_point"].reshape(np.shape(cmin))), label
+        assert r.params.axis == axis and r.params.num_bits == bits
+    params = qatcore.ulq_params(cmin, cmax, fixed_min=fixed_min, num_bits=bits, axis=axis)
+    assert params == r.params
+
+
+@given(case=ulq_case(allow_nan=True))
+def test_ulq_backward_matches_reference(case) -> None:
+    x, g, cmin, cmax, fixed_min, bits, axis = case
+    gx_ref, gmin_ref, gmax_ref = ref.ulq_backward(g, x, cmin, cmax, fixed_min, bits, axis)
+    results = list(
+        on_every_backend(
+            lambda: qatcore.ulq_backward(
+                g, x, cmin, cmax, fixed_min=fixed_min, num_bits=bits, axis=axis
+            )
+        )
+    )
+    for label, r in results:
+        assert_same_floats(r.grad_input, gx_ref, label)
+        assert r.grad_clip_min.shape == r.grad_clip_max.shape == np.shape(cmin)
+        assert r.grad_clip_min.dtype == r.grad_clip_max.dtype == np.float32
+        assert_clip_grads_close(r.grad_clip_max, gmax_ref, f"{label} grad_clip_max")
+        assert_clip_grads_close(r.grad_clip_min, gmin_ref, f"{label} grad_clip_min")
+        if fixed_min:
+            assert not r.grad_clip_min.any() and not np.signbit(r.grad_clip_min).any()
+        # Fixed blocking: the sums are the same bits at every ISA level and thread count.
+        assert_same_floats(r.grad_clip_max, results[0][1].grad_clip_max, label)
+        assert_same_floats(r.grad_clip_min, results[0][1].grad_clip_min, label)
+
+
+def test_nan_in_backward_poisons_the_clip_gradients() -> None:
+    x = np.float32([0.5, np.nan, -3.0, 7.0])
+    g = np.ones(4, np.float32)
+    r = qatcore.ulq_backward(g, x, -1.0, 2.0)
+    assert np.isnan(r.grad_clip_min) and np.isnan(r.grad_clip_max)
+    assert r.grad_input.tolist()[0] == 1.0 and r.grad_input.tolist()[2:] == [0.0, 0.0]
+    r = qatcore.ulq_backward(np.float32([1, np.nan, 1, 1]), np.float32([0.5, 0.5, 3, 3]), -1.0, 2.0)
+    assert np.isnan(r.grad_clip_max)
+    assert np.isnan(qatcore.ulq_forward(x, -1.0, 2.0).output[1])
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [
+        ((64, 256, 7, 7), None),
+        ((2, 3, 40_000), None),
+        ((8, 64, 30, 30), 1),
+        ((4096, 96), 1),
+        ((70_000, 3), 1),
+        ((3, 50_000), 0),
+    ],
+)
+def test_ulq_real_chunking_is_thread_and_isa_independent(
+    shape: tuple[int, ...], axis: int | None
+) -> None:
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    n = 1 if axis is None else shape[axis]
+    cmin = rng.uniform(-2, -0.5, n).astype(np.float32)
+    cmax = rng.uniform(0.5, 3, n).astype(np.float32)
+    if axis is None:
+        cmin, cmax = cmin.reshape(()), cmax.reshape(())
+    gx_ref, gmin_ref, gmax_ref = ref.ulq_backward(g, x, cmin, cmax, False, 8, axis)
+    first = None
+    for label, r in on_every_backend(
+        lambda: qatcore.ulq_backward(g, x, cmin, cmax, axis=axis), grain=None
+    ):
+        assert_same_floats(r.grad_input, gx_ref, label)
+        assert_clip_grads_close(r.grad_clip_max, gmax_ref, label)
+        assert_clip_grads_close(r.grad_clip_min, gmin_ref, label)
+        first = first or r
+        assert_same_floats(r.grad_clip_max, first.grad_clip_max, label)
+        assert_same_floats(r.grad_clip_min, first.grad_clip_min, label)
+
+
+def surrogate_loss(g, x, cmin_clip, cmax_clip, clip_min, clip_max, fixed_min, bits):
+    """sum(g * y) with y = s' * (rint(t0) - t0) + x_c, the straight-through surrogate.
+
+    Codes and masks are frozen at the unperturbed clips (t0, upper, lower); only
+    s' = (cmax' - cmin') / L and the clipped x_c follow the perturbed clips.
+    """
+    p0 = ref.ulq_params(clip_min, clip_max, fixed_min, bits)
+    upper, lower = x > p0["hi_e"], x < p0["lo_e"]
+    t0 = np.where(upper, p0["cmax"], np.where(lower, p0["cmin"], x)) * p0["inv_scale"]
+    frac = (np.rint(t0) - t0).astype(np.float64)
+    cmin_eff = 0.0 if fixed_min else min(cmin_clip, 0.0)
+    cmax_eff = max(cmax_clip, float(p0["levels"] * ref.EPS))
+    s = (cmax_eff - cmin_eff) / float(p0["levels"])
+    x_c = np.where(upper, cmax_eff, np.where(lower, cmin_eff, x.astype(np.float64)))
+    return float(np.sum(g.astype(np.float64) * (s * frac + x_c)))
+
+
+@given(
+    x=hnp.arrays(np.float32, st.integers(1, 200), elements=st.floats(f32(-4), f32(4), width=32)),
+    clip_min=st.floats(f32(-3), f32(-0.25), width=32),
+    clip_max=st.floats(f32(0.25), f32(3), width=32),
+    fixed_min=st.booleans(),
+    bits=st.sampled_from([4, 8]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_clip_gradients_are_the_straight_through_derivative(
+    x: np.ndarray, clip_min: float, clip_max: float, fixed_min: bool, bits: int, seed: int
+) -> None:
+    """Central differences of the surrogate match grad_clip_min / grad_clip_max.
+
+    The surrogate is linear in each clip once codes and masks are frozen, so the
+    central difference is exact up to float64 rounding: about 1e-16 * sum|g * y| / h,
+    far below the float32 rounding of the kernel's result (2**-24 relative).
+    Tolerance: 1e-5 relative plus 1e-5 absolute, a hundred times that float32 step,
+    with no dependence on rounding ties (the codes are frozen, ties included).
+    """
+    g = np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
+    r = qatcore.ulq_backward(g, x, clip_min, clip_max, fixed_min=fixed_min, num_bits=bits)
+    h = 1e-3
+    args = (clip_min, clip_max, fixed_min, bits)
+    d_max = (
+        surrogate_loss(g, x, clip_min, clip_max + h, *args)
+        - surrogate_loss(g, x, clip_min, clip_max - h, *args)
+    ) / (2 * h)
+    d_min = (
+        surrogate_loss(g, x, clip_min + h, clip_max, *args)
+        - surrogate_loss(g, x, clip_min - h, clip_max, *args)
+    ) / (2 * h)
+    assert float(r.grad_clip_max) == pytest.approx(d_max, rel=1e-5, abs=1e-5)
+    if fixed_min:
+        assert float(r.grad_clip_min) == 0.0 and d_min == 0.0
+    else:
+        assert float(r.grad_clip_min) == pytest.approx(d_min, rel=1e-5, abs=1e-5)
+
+
+@given(case=ulq_case())
+def test_ulq_forward_bit_identical_to_torch(case) -> None:
+    torch = require_torch()
+    x, _, cmin, cmax, fixed_min, bits, axis = case
+    assume(axis is None or x.shape[axis] > 0)
+    p = qatcore.ulq_params(cmin, cmax, fixed_min=fixed_min, num_bits=bits, axis=axis)
+    # PyTorch converts rint(x / s) to int64 before clamping (see the fake_quant tests).
+    assume(x.size == 0 or np.abs(x).max() / np.float64(p.scale.min()) < 2.0**62)
+    qmin, qmax = ref.qrange(bits)
+    xt = torch.from_numpy(x.copy())
+    if axis is None:
+        expected = torch.fake_quantize_per_tensor_affine(
+            xt, float(p.scale), int(p.zero_point), qmin, qmax
+        )
+    else:
+        expected = torch.fake_quantize_per_channel_affine(
+            xt,
+            torch.from_numpy(p.scale.copy()),
+            torch.from_numpy(p.zero_point.copy()),
+            axis,
+            qmin,
+            qmax,
+        )
+    y = qatcore.ulq_forward(x, cmin, cmax, fixed_min=fixed_min, num_bits=bits, axis=axis).output
+    assert_same_floats(y, expected.numpy())
+
+
+def test_ulq_known_values() -> None:
+    p = qatcore.ulq_params(-1.0, 2.0)  # s = 3/255, n_lo = rint(-85) = -85, z = -128 + 85
+    assert p.scale == np.float32(3) / np.float32(255) and p.zero_point == -43
+    p = qatcore.ulq_params(0.5, 2.0)  # clip_min > 0 moves to 0
+    assert p.zero_point == -128 and p.scale == np.float32(2) / np.float32(255)
+    p = qatcore.ulq_params(-1.0, -2.0)  # clip_max < 0 moves up to L * EPS
+    assert p.scale == (np.float32(255 * 2.0**-23) + np.float32(1)) / np.float32(255)
+    p = qatcore.ulq_params(-1.0, 2.0, fixed_min=True)
+    assert p.zero_point == -128
+    pc = qatcore.ulq_params(np.float32([-1, -2]), np.float32([1, 2]), axis=1)
+    assert pc.axis == 1 and pc.scale.shape == (2,)
+
+
+def test_out_buffers_and_aliasing() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 33)).astype(np.float32)
+    g = rng.standard_normal((5, 33)).astype(np.float32)
+    want = qatcore.ulq_backward(g, x, -1.0, 1.0)
+    g2 = g.copy()
+    r = qatcore.ulq_backward(g2, x, -1.0, 1.0, out=g2)  # grad_input over grad_output
+    assert r.grad_input is g2
+    assert_same_floats(g2, want.grad_input)
+    assert r.grad_clip_max == want.grad_clip_max and r.grad_clip_min == want.grad_clip_min
+    x2 = x.copy()
+    assert_same_floats(qatcore.ulq_backward(g, x2, -1.0, 1.0, out=x2).grad_input, want.grad_input)
+    view = np.asfortranarray(x)
+    assert_same_floats(qatcore.ulq_backward(g, view, -1.0, 1.0).grad_input, want.grad_input)
+    fwd = qatcore.ulq_forward(x, -1.0, 1.0)
+    x3 = x.copy()
+    assert qatcore.ulq_forward(x3, -1.0, 1.0, out=x3).output is x3
+    assert_same_floats(x3, fwd.output)
+
+
+def test_ulq_bad_input_names_the_argument() -> None:
+    x = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"^grad_output: expected the shape of x \(3, 4\)"):
+        qatcore.ulq_backward(np.zeros((4, 3), np.float32), x, -1.0, 1.0)
+    with pytest.raises(ValueError, match="^clip_min: expected a 1-d array of length 4"):
+        qatcore.ulq_forward(x, np.float32([-1, -1, -1]), np.float32([1, 1, 1]), axis=1)
+    with pytest.raises(ValueError, match="^clip_max: expected a scalar per tensor"):
+        qatcore.ulq_forward(x, -1.0, np.float32([1, 1]))
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="^clip_max: expected finite values"):
+            qatcore.ulq_forward(x, -1.0, bad)
+        with pytest.raises(ValueError, match="^clip_min: expected finite values"):
+            qatcore.ulq_backward(x, x, bad, 1.0)
+    with pytest.raises(ValueError, match="^clip_max: expected clip_max - clip_min to be finite"):
+        qatcore.ulq_forward(x, -3e38, 3e38)
+    with pytest.raises(TypeError, match="^x: expected a real floating-point array"):
+        qatcore.ulq_forward(np.zeros(3, np.int32), -1.0, 1.0)
+    with pytest.raises(TypeError, match="^grad_output: expected a real floating-point array"):
+        qatcore.ulq_backward(np.zeros(3, np.int64), np.zeros(3, np.float32), -1.0, 1.0)
+    with pytest.raises(TypeError, match="^clip_min: expected a real number"):
+        qatcore.ulq_forward(x, "low", 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^fixed_min: expected True or False"):
+        qatcore.ulq_forward(x, -1.0, 1.0, fixed_min=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^axis: expected an integer in \[-2, 2\)"):
+        qatcore.ulq_forward(x, np.float32([-1]), np.float32([1]), axis=2)
+    with pytest.raises(ValueError, match=r"^num_bits: expected an integer in \[2, 16\]"):
+        qatcore.ulq_backward(x, x, -1.0, 1.0, num_bits=1)
+    with pytest.raises(ValueError, match="^out: expected dtype float32"):
+        qatcore.ulq_backward(x, x, -1.0, 1.0, out=np.zeros((3, 4)))
+    assert qatcore.ulq_forward(np.zeros((0, 4), np.float32), -1.0, 1.0).output.shape == (0, 4)
+    empty = qatcore.ulq_backward(np.zeros(0, np.float32), np.zeros(0, np.float32), -1.0, 1.0)
+    assert empty.grad_clip_max == 0 and empty.grad_clip_min == 0
+
+
+def test_core_rejects_unsafe_ulq_calls() -> None:
+    from qatcore import _core
+
+    x = np.zeros(4, np.float32)
+    lo, hi = np.float32([-1]), np.float32([1])
+    with pytest.raises(ValueError, match="^out: expected either grad_output itself"):
+        buf = np.zeros(5, np.float32)
+        _core.ulq_backward(buf[:4], x, buf[1:], lo, hi, None, False, 8)
+    with pytest.raises(ValueError, match="^clip_min: expected a 1-d array of length 1"):
+        _core.ulq_forward(x, x.copy(), np.float32([-1, -1]), hi, None, False, 8)
+    with pytest.raises(ValueError, match="^clip_min: expected a 1-d array"):
+        _core.ulq_params(np.array(-1.0, np.float32), np.array(1.0, np.float32), False, 8)
+    with pytest.raises(TypeError, match="^clip_min: expected a C-contiguous float32 array"):
+        _core.ulq_params(np.float32(-1.0), hi, False, 8)
