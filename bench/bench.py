@@ -5,8 +5,8 @@
 Every row is the median of --repeat timed runs after two warm-up runs, in this
 one process. "GB/s" counts the bytes a kernel must move at the least (read its
 inputs, write its outputs: twice the tensor for the copy, ARQ and the ULQ
-forward, three times for the ULQ backward), so the copy's GB/s is the machine's
-practical bandwidth. "x copy" is time / single-threaded copy time of the same
+forward, three times for the ULQ backward, once for a histogram), so the copy's
+GB/s is the machine's practical bandwidth. "x copy" is time / single-threaded copy time of the same
 tensor (lower is better, 1.0 is memory speed); "x faster than torch" is the
 PyTorch time at the same thread count / qatcore time.
 """
@@ -39,6 +39,12 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def time_copy(x: np.ndarray, repeat: int) -> float:
+    """The single-threaded baseline: np.copyto of x into a preallocated array."""
+    dst = np.empty_like(x)
+    return median_ms(lambda: np.copyto(dst, x), repeat)
+
+
 def torch_arq_per_channel(w: torch.Tensor) -> torch.Tensor:
     """PyTorch's equivalent of ARQ per channel: amin/amax per channel, the same
     scale formula, then its per-channel fake quantization."""
@@ -60,7 +66,7 @@ class Row:
     torch_ms: float | None = None
 
     def cells(self) -> list[str]:
-        gbs = self.nbytes / (self.ms * 1e-3) / 1e9
+        gbs = self.nbytes / (self.ms * 1e-3) / 1e9 if self.nbytes else float("nan")
         vs_torch = f"{self.torch_ms / self.ms:.1f}" if self.torch_ms else ""
         return [
             self.case,
@@ -79,7 +85,7 @@ def bench_arq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> 
     out = np.empty_like(w)
     nbytes = 2 * w.nbytes
     case = f"arq per-channel {shape}"
-    copy_ms = median_ms(lambda: np.copyto(out, w), repeat)
+    copy_ms = time_copy(w, repeat)
     rows = [Row(case, "np.copyto", None, copy_ms, nbytes, copy_ms)]
     wt = torch.from_numpy(w)
     expected = qatcore.arq(w).output
@@ -114,7 +120,7 @@ def bench_ulq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> 
     y = np.empty_like(x)
     gx = np.empty_like(x)
     clip_min, clip_max = -2.5, 3.0
-    copy_ms = median_ms(lambda: np.copyto(y, x), repeat)
+    copy_ms = time_copy(x, repeat)
     case = f"ulq per-tensor {shape}"
     rows = [Row(case, "np.copyto", None, copy_ms, 2 * x.nbytes, copy_ms)]
     params = qatcore.ulq_params(clip_min, clip_max)
@@ -161,6 +167,32 @@ def bench_ulq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> 
     return rows
 
 
+def bench_ifmr(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> list[Row]:
+    from torch.ao.quantization import HistogramObserver
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    copy_ms = time_copy(x, repeat)
+    case = f"histogram.observe {shape}"
+    rows = [Row(case, "np.copyto", None, copy_ms, x.nbytes, copy_ms)]
+    xt = torch.from_numpy(x)
+    for n in thread_counts:
+        torch.set_num_threads(n)
+        qatcore.set_num_threads(n)
+        observer = HistogramObserver(bins=2048)
+        torch_ms = median_ms(lambda o=observer: o(xt), max(3, repeat // 3))
+        ms = median_ms(lambda: qatcore.Histogram().observe(x), repeat)
+        # observe reads the tensor once for min/max and once to bin it.
+        rows.append(Row(case, "torch HistogramObserver(2048)", n, torch_ms, x.nbytes, copy_ms))
+        rows.append(Row(case, "qatcore", n, ms, x.nbytes, copy_ms, torch_ms))
+    hist = qatcore.Histogram().observe(x)
+    search_ms = median_ms(lambda: qatcore.ifmr(hist), repeat)
+    rows.append(
+        Row(f"ifmr search, {len(hist.counts)} bins x 61", "qatcore", None, search_ms, 0, copy_ms)
+    )
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     head = ["case", "impl", "threads", "ms", "GB/s", "x copy", "x faster than torch"]
     table = [head] + [r.cells() for r in rows]
@@ -194,6 +226,7 @@ def main() -> None:
     for shape in [(256, 256, 3, 3), (4096, 4096)]:
         rows += bench_arq(shape, args.repeat, args.threads)
     rows += bench_ulq((64, 256, 56, 56), max(5, args.repeat // 2), args.threads)
+    rows += bench_ifmr((64, 256, 56, 56), max(5, args.repeat // 2), args.threads)
     print_table(rows)
 
 

@@ -9,13 +9,13 @@ namespace qatcore {
 namespace {
 
 const Kernels kTables[kIsaCount] = {
-    {Isa::scalar, &scalar::kFakeQuant, &scalar::kReduce, &scalar::kUlq},
+    {Isa::scalar, &scalar::kFakeQuant, &scalar::kReduce, &scalar::kUlq, &scalar::kIfmr},
 #ifdef QATCORE_X86
-    {Isa::avx2, &avx2::kFakeQuant, &avx2::kReduce, &avx2::kUlq},
-    {Isa::avx512, &avx512::kFakeQuant, &avx512::kReduce, &avx512::kUlq},
+    {Isa::avx2, &avx2::kFakeQuant, &avx2::kReduce, &avx2::kUlq, &avx2::kIfmr},
+    {Isa::avx512, &avx512::kFakeQuant, &avx512::kReduce, &avx512::kUlq, &avx512::kIfmr},
 #else
-    {Isa::avx2, nullptr, nullptr, nullptr},
-    {Isa::avx512, nullptr, nullptr, nullptr},
+    {Isa::avx2, nullptr, nullptr, nullptr, nullptr},
+    {Isa::avx512, nullptr, nullptr, nullptr, nullptr},
 #endif
 };
 

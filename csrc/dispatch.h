@@ -1,6 +1,7 @@
 // Instruction-set dispatch: which build of the leaf kernels runs.
 #pragma once
 #include "kernels/fake_quant.h"
+#include "kernels/ifmr.h"
 #include "kernels/reduce.h"
 #include "kernels/ulq.h"
 
@@ -14,6 +15,7 @@ struct Kernels {
   const FakeQuantKernels* fq;
   const ReduceKernels* reduce;
   const UlqKernels* ulq;
+  const IfmrKernels* ifmr;
 };
 
 const char* isa_name(Isa isa);

@@ -388,4 +388,85 @@ void ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
   }
 }
 
+Range minmax(const float* x, int64_t n) {
+  const Kernels& k = kernels();
+  // Min and max are exact: one part per thread, combined in any order.
+  const int64_t parts =
+      std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + grain() - 1) / grain()));
+  const int64_t per_part = std::max<int64_t>(1, (n + parts - 1) / parts);
+  std::vector<MinMax> part(static_cast<size_t>(parts), MinMax{kInf, -kInf, 1});
+  parallel_ranges(n, per_part, [&](int64_t a, int64_t b) {
+    k.reduce->minmax(x + a, b - a, &part[static_cast<size_t>(a / per_part)]);
+  });
+  Range r{kInf, -kInf, true};
+  for (const MinMax& m : part) {
+    r.lo = std::min(r.lo, m.lo);
+    r.hi = std::max(r.hi, m.hi);
+    r.finite = r.finite && m.finite;
+  }
+  return r;
+}
+
+void histogram_add(const float* x, int64_t n, double inv_width, double offset, int64_t* counts,
+                   int64_t nbins) {
+  const IfmrKernels& k = *kernels().ifmr;
+  // One private count array per part; integer sums are exact in any order.
+  const int64_t parts =
+      std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + grain() - 1) / grain()));
+  const int64_t per_part = std::max<int64_t>(1, (n + parts - 1) / parts);
+  const auto nb = static_cast<size_t>(nbins);
+  std::vector<int64_t> priv(nb * static_cast<size_t>(parts - 1), 0);
+  std::vector<uint16_t> scratch(nb * static_cast<size_t>(parts), 0);
+  parallel_ranges(n, per_part, [&](int64_t a, int64_t b) {
+    const int64_t p = a / per_part;
+    int64_t* dst = p == 0 ? counts : &priv[static_cast<size_t>(p - 1) * nb];
+    k.histogram_add(x + a, b - a, inv_width, offset, dst, nbins,
+                    &scratch[static_cast<size_t>(p) * nb]);
+  });
+  for (size_t p = 0; p + 1 < static_cast<size_t>(parts); ++p) {
+    for (size_t i = 0; i < nb; ++i) counts[i] += priv[p * nb + i];
+  }
+}
+
+void data_sq_errors(const float* x, int64_t n, const float* scales, const int32_t* zero_points,
+                    int64_t candidates, QRange r, double* out) {
+  const IfmrKernels& k = *kernels().ifmr;
+  // Fixed blocks (never from the thread count or grain), each small enough to
+  // stay in cache while every candidate scores it; block sums added in order.
+  constexpr int64_t kBlock = int64_t{1} << 13;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const auto nc = static_cast<size_t>(candidates);
+  std::vector<QuantConst> consts(nc);
+  for (size_t c = 0; c < nc; ++c) consts[c] = make_const(scales[c], zero_points[c], r);
+  std::vector<double> partial(static_cast<size_t>(blocks) * nc, 0.0);
+  parallel_ranges(blocks, std::max<int64_t>(1, grain() / kBlock), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t a = b * kBlock, len = std::min(kBlock, n - a);
+      for (size_t c = 0; c < nc; ++c) {
+        partial[static_cast<size_t>(b) * nc + c] = k.data_sq_error(x + a, len, consts[c]);
+      }
+    }
+  });
+  for (size_t c = 0; c < nc; ++c) {
+    double sum = 0.0;
+    for (size_t b = 0; b < static_cast<size_t>(blocks); ++b) sum += partial[b * nc + c];
+    out[c] = sum;
+  }
+}
+
+void hist_sq_errors(const double* lo, const double* hi, const double* count, int64_t bins,
+                    const float* scales, const int32_t* zero_points, int64_t candidates, QRange r,
+                    double* out) {
+  const IfmrKernels& k = *kernels().ifmr;
+  // Candidates are independent: each one's sum is computed whole by one thread.
+  const int64_t per_chunk = std::max<int64_t>(1, grain() / std::max<int64_t>(1, bins));
+  parallel_ranges(candidates, per_chunk, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      out[c] = k.hist_sq_error(lo, hi, count, bins, static_cast<double>(scales[c]),
+                               static_cast<double>(r.qmin - zero_points[c]),
+                               static_cast<double>(r.qmax - zero_points[c]));
+    }
+  });
+}
+
 }  // namespace qatcore

@@ -56,4 +56,27 @@ void ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
                   const float* clip_min, const float* clip_max, bool fixed_min, QRange r,
                   float* grad_clip_min, float* grad_clip_max);
 
+// Min, max (over non-NaN values) and whether every value is finite.
+struct Range {
+  float lo;
+  float hi;
+  bool finite;
+};
+Range minmax(const float* x, int64_t n);
+
+// counts[floor(x * inv_width) - offset] += 1 over x; see IfmrKernels::histogram_add
+// for the preconditions. Integer counts: the same for any split and thread count.
+void histogram_add(const float* x, int64_t n, double inv_width, double offset, int64_t* counts,
+                   int64_t nbins);
+
+// out[c] = sum over x of (fq_c(x) - x)^2 for each candidate c (scale, zero point):
+// the data is read once, in fixed blocks scored against every candidate.
+void data_sq_errors(const float* x, int64_t n, const float* scales, const int32_t* zero_points,
+                    int64_t candidates, QRange r, double* out);
+
+// The same sums estimated from histogram bins [lo, hi) holding count values each.
+void hist_sq_errors(const double* lo, const double* hi, const double* count, int64_t bins,
+                    const float* scales, const int32_t* zero_points, int64_t candidates, QRange r,
+                    double* out);
+
 }  // namespace qatcore

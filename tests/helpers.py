@@ -67,10 +67,14 @@ def assert_same_floats(actual: np.ndarray, expected: np.ndarray, label: str = ""
         )
 
 
-def require_torch() -> ModuleType:
-    """torch, which the test extra installs: a skip only outside CI."""
+def require_module(name: str) -> ModuleType:
+    """A module the test extra installs: missing, it is a skip only outside CI."""
     if os.environ.get("CI"):
-        return importlib.import_module("torch")
+        return importlib.import_module(name)
     import pytest
 
-    return pytest.importorskip("torch")
+    return pytest.importorskip(name)
+
+
+def require_torch() -> ModuleType:
+    return require_module("torch")

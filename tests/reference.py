@@ -139,3 +139,62 @@ def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=Non
     if fixed_min:
         grad_min = np.zeros_like(grad_max)
     return grad_x, grad_min, grad_max
+
+
+def ifmr(
+    x,
+    num_bits=8,
+    with_offset=False,
+    fixed_min=False,
+    max_percentile=0.999999,
+    min_percentile=0.999999,
+    search_range=(0.7, 1.3),
+    search_step=0.01,
+):
+    """SPEC "IFMR", exact mode: the start points, the candidates, their losses, the choice."""
+    x = np.asarray(x, dtype=np.float32).ravel()
+    n = x.size
+    ordered = np.sort(x)
+
+    def rank(p):  # step 1, in float64
+        return 1 if 1.0 - p < 2.0**-23 else n - int(np.floor(p * n))
+
+    max0 = max(0.0, float(ordered[n - rank(max_percentile)]))
+    min0 = 0.0 if fixed_min else min(0.0, float(ordered[rank(min_percentile) - 1]))
+    start, end = search_range
+    count = int(np.floor((end - start) / search_step + 1e-6)) + 1  # step 2
+    ratios = start + np.arange(count) * search_step
+    qmin, qmax = qrange(num_bits)
+    if not with_offset and not fixed_min:  # step 3, symmetric
+        clips = (ratios * max(max0, -min0)).astype(np.float32)
+        scales = clips / np.float32(qmax)
+        zero_points = np.zeros(count, np.int32)
+    else:  # asymmetric: (min0, c_i) through the ULQ formulas
+        clips = (ratios * max0).astype(np.float32)
+        p = ulq_params(np.full(count, np.float32(min0)), clips, fixed_min, num_bits)
+        scales, zero_points = p["scale"], p["zero_point"]
+    scales = np.where(scales >= EPS, scales, np.float32(1)).astype(np.float32)
+    losses = np.array(
+        [  # step 4: float64 mean of squared errors
+            np.mean(
+                (fake_quant(x, s, z, num_bits)[1].astype(np.float64) - x.astype(np.float64)) ** 2
+            )
+            for s, z in zip(scales, zero_points)
+        ]
+    )
+    best = int(np.argmin(losses))  # the first minimum
+    s, z = scales[best], int(zero_points[best])
+    return {
+        "max_init": max0,
+        "min_init": min0,
+        "ratios": ratios,
+        "clips": clips,
+        "scales": scales,
+        "zero_points": zero_points,
+        "losses": losses,
+        "best": best,
+        "scale": s,
+        "zero_point": z,
+        "clip_max": s * np.float32(qmax - z),  # step 5
+        "clip_min": s * np.float32(qmin - z),
+    }

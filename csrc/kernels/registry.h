@@ -2,6 +2,7 @@
 // Included by the dispatcher only.
 #pragma once
 #include "kernels/fake_quant.h"
+#include "kernels/ifmr.h"
 #include "kernels/reduce.h"
 #include "kernels/ulq.h"
 
@@ -11,6 +12,7 @@
   extern const FakeQuantKernels kFakeQuant; \
   extern const ReduceKernels kReduce;       \
   extern const UlqKernels kUlq;             \
+  extern const IfmrKernels kIfmr;           \
   }                                         \
   }
 

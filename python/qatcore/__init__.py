@@ -18,12 +18,16 @@ from ._backend import (
 )
 from ._core import __version__
 from .arq import ArqResult, arq, arq_params
+from .histogram import Histogram
+from .ifmr import IfmrResult, ifmr
 from .quant import QuantParams, dequantize, fake_quantize, quantize
 from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = [
     "ISA_LEVELS",
     "ArqResult",
+    "Histogram",
+    "IfmrResult",
     "QuantParams",
     "UlqForward",
     "UlqGrads",
@@ -36,6 +40,7 @@ __all__ = [
     "fake_quantize",
     "get_isa",
     "get_num_threads",
+    "ifmr",
     "quantize",
     "set_isa",
     "set_num_threads",

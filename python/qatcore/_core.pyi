@@ -66,3 +66,21 @@ def ulq_backward(
     fixed_min: bool,
     num_bits: int,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]: ...
+def minmax(x: NDArray[np.float32]) -> tuple[float, float, bool]: ...
+def histogram_add(
+    x: NDArray[np.float32], counts: NDArray[np.int64], inv_width: float, offset: float
+) -> None: ...
+def data_sq_errors(
+    x: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    zero_point: NDArray[np.int32],
+    num_bits: int,
+) -> NDArray[np.float64]: ...
+def hist_sq_errors(
+    lo: NDArray[np.float64],
+    hi: NDArray[np.float64],
+    count: NDArray[np.float64],
+    scale: NDArray[np.float32],
+    zero_point: NDArray[np.int32],
+    num_bits: int,
+) -> NDArray[np.float64]: ...

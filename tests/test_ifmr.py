@@ -1,0 +1,336 @@
+"""IFMR and its histogram: exactness, order independence, reference parity, accuracy."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import qatcore
+import reference as ref
+from helpers import on_every_backend, require_module
+from strategies import f32, finite_f32
+
+
+def same_state(a: qatcore.Histogram, b: qatcore.Histogram) -> bool:
+    sa, sb = a.to_state(), b.to_state()
+    counts_a, counts_b = sa.pop("counts"), sb.pop("counts")
+    return sa == sb and np.array_equal(counts_a, counts_b) and counts_a.dtype == counts_b.dtype
+
+
+def assert_histogram_of(h: qatcore.Histogram, data: np.ndarray) -> None:
+    """counts are exactly what NumPy gets placing each value in [edges[i], edges[i+1])."""
+    x = data.astype(np.float64).ravel()
+    assert h.count == x.size and h.min == x.min() and h.max == x.max()
+    edges = h.edges
+    idx = np.searchsorted(edges, x, side="right") - 1
+    assert idx.min() >= 0 and idx.max() < len(h.counts)
+    assert np.array_equal(np.bincount(idx, minlength=len(h.counts)), h.counts)
+    assert h.counts[0] > 0 and h.counts[-1] > 0
+    if h.min < h.max:
+        assert len(h.counts) > h.max_bins / 2, "keeps at least max_bins / 2 bins"
+    assert len(h.counts) <= h.max_bins
+
+
+@given(
+    data=hnp.arrays(np.float32, st.integers(1, 400), elements=finite_f32),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+    order=st.randoms(use_true_random=False),
+    max_bins=st.sampled_from([2, 3, 16, 101, 16384]),
+)
+def test_histogram_is_exact_and_order_independent(
+    data: np.ndarray, cuts: list[int], order, max_bins: int
+) -> None:
+    parts = np.split(data, sorted(c % (data.size + 1) for c in cuts))
+    whole = qatcore.Histogram(max_bins).observe(data)
+    assert_histogram_of(whole, data)
+    one_by_one = qatcore.Histogram(max_bins)
+    shuffled = list(parts)
+    order.shuffle(shuffled)
+    for p in shuffled:
+        if p.size:
+            one_by_one.observe(p)
+    assert same_state(one_by_one, whole)
+    merged = qatcore.Histogram(max_bins)
+    for p in parts[::-1]:
+        merged.merge(
+            qatcore.Histogram(max_bins).observe(p) if p.size else qatcore.Histogram(max_bins)
+        )
+    assert same_state(merged, whole)
+    restored = qatcore.Histogram.from_state(whole.to_state())
+    assert same_state(restored, whole)
+
+
+@given(data=hnp.arrays(np.float32, st.integers(1, 3000), elements=finite_f32))
+def test_histogram_is_the_same_at_every_isa_and_thread_count(data: np.ndarray) -> None:
+    states = [
+        h.to_state() for _, h in on_every_backend(lambda: qatcore.Histogram(64).observe(data))
+    ]
+    for s in states[1:]:
+        assert np.array_equal(s.pop("counts"), states[0]["counts"])
+        assert s == {k: v for k, v in states[0].items() if k != "counts"}
+
+
+def test_histogram_real_chunking() -> None:
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal(1_000_003).astype(np.float32)
+    results = [
+        h for _, h in on_every_backend(lambda: qatcore.Histogram().observe(data), grain=None)
+    ]
+    assert_histogram_of(results[0], data)
+    assert all(same_state(h, results[0]) for h in results[1:])
+
+
+ifmr_options = st.fixed_dictionaries(
+    {
+        "num_bits": st.sampled_from([8, 8, 4, 2, 16]),
+        "with_offset": st.booleans(),
+        "fixed_min": st.booleans(),
+        "max_percentile": st.sampled_from([0.999999, 1.0, 0.999, 0.9, 0.5]),
+        "min_percentile": st.sampled_from([0.999999, 1.0, 0.99, 0.7]),
+        "search_range": st.sampled_from([(0.7, 1.3), (0.5, 1.0), (1.0, 1.0), (0.3, 1.7)]),
+        "search_step": st.sampled_from([0.01, 0.05, 0.1, 0.003]),
+    }
+)
+
+
+@given(
+    data=hnp.arrays(
+        np.float32,
+        st.integers(1, 2000),
+        elements=st.one_of(
+            st.floats(f32(-50), f32(50), width=32), st.floats(f32(-1e-3), f32(1e-3), width=32)
+        ),
+    ),
+    options=ifmr_options,
+)
+def test_exact_mode_matches_reference(data: np.ndarray, options: dict) -> None:
+    want = ref.ifmr(data, **options)
+    for label, got in on_every_backend(lambda: qatcore.ifmr(data, **options)):
+        assert got.exact
+        assert got.max_init == want["max_init"] and got.min_init == want["min_init"], label
+        np.testing.assert_array_equal(got.ratios, want["ratios"])
+        np.testing.assert_array_equal(got.clips, want["clips"])
+        np.testing.assert_allclose(got.losses, want["losses"], rtol=1e-12, atol=0, err_msg=label)
+        if got.best_index != want["best"]:
+            # Only a tie within float64 summation order may pick another candidate.
+            assert got.losses[got.best_index] == pytest.approx(
+                want["losses"][want["best"]], rel=1e-12
+            ), label
+            continue
+        assert float(got.params.scale) == want["scale"], label
+        assert int(got.params.zero_point) == want["zero_point"], label
+        assert got.clip_max == want["clip_max"] and got.clip_min == want["clip_min"], label
+
+
+@given(
+    data=hnp.arrays(
+        np.float32, st.integers(1, 3000), elements=st.floats(f32(-9), f32(9), width=32)
+    ),
+    options=ifmr_options,
+)
+def test_histogram_mode_is_the_same_at_every_isa_and_thread_count(
+    data: np.ndarray, options
+) -> None:
+    hist = qatcore.Histogram(1024).observe(data)
+    results = [r for _, r in on_every_backend(lambda: qatcore.ifmr(hist, **options))]
+    for r in results:
+        assert not r.exact
+        np.testing.assert_array_equal(r.losses, results[0].losses)
+        assert r.params == results[0].params and r.clip_max == results[0].clip_max
+
+
+def distribution(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if name == "gaussian":
+        x = rng.standard_normal(n)
+    elif name == "laplace":
+        x = rng.laplace(size=n)
+    elif name == "uniform":
+        x = rng.uniform(-1, 3, n)
+    elif name == "relu_gaussian":
+        x = np.maximum(rng.standard_normal(n), 0)
+    elif name == "student_t3":
+        x = rng.standard_t(3, n)
+    else:  # a few extreme outliers in Gaussian data
+        x = rng.standard_normal(n)
+        x[rng.choice(n, 5, replace=False)] = rng.choice([-1, 1], 5) * rng.uniform(50, 500, 5)
+    return (x * 0.7).astype(np.float32)
+
+
+DISTRIBUTIONS = ["gaussian", "laplace", "uniform", "relu_gaussian", "student_t3", "outliers"]
+
+
+# fixed_min is for non-negative data: ReLU outputs.
+CASES = [(name, mode) for name in DISTRIBUTIONS for mode in ("symmetric", "with_offset")]
+CASES.append(("relu_gaussian", "fixed_min"))
+
+
+@pytest.mark.parametrize("n", [10_000, 100_000, 1_000_000])
+@pytest.mark.parametrize(("name", "mode"), CASES)
+def test_histogram_mode_chooses_as_well_as_exact_mode(name: str, n: int, mode: str) -> None:
+    """The exact-data MSE of the histogram's choice is within 0.5% of exact mode's best."""
+    rng = np.random.default_rng([DISTRIBUTIONS.index(name), n, len(mode)])
+    x = distribution(name, n, rng)
+    kwargs = {"with_offset": mode == "with_offset", "fixed_min": mode == "fixed_min"}
+    exact = qatcore.ifmr(x, **kwargs)
+    hist = qatcore.ifmr(qatcore.Histogram().observe(x), **kwargs)
+    assert hist.max_init == pytest.approx(exact.max_init, rel=1e-3)
+    y = qatcore.fake_quantize(x, hist.params)
+    mse_of_hist_choice = float(np.mean((y.astype(np.float64) - x) ** 2))
+    best = exact.losses[exact.best_index]
+    assert mse_of_hist_choice <= best * 1.005, (
+        mse_of_hist_choice / best - 1,
+        hist.best_index,
+        exact.best_index,
+    )
+
+
+def test_histogram_percentiles_stay_within_the_observed_range() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(2_000_000).astype(np.float32)
+    h = qatcore.Histogram().observe(x)
+    for p in (0.999999, 0.999, 0.9, 0.5):
+        got = qatcore.ifmr(h, max_percentile=p, min_percentile=p)
+        want = qatcore.ifmr(x, max_percentile=p, min_percentile=p, search_step=0.3)
+        assert h.min <= -got.min_init <= h.max or got.min_init == 0
+        assert got.max_init == pytest.approx(want.max_init, abs=2 * h.bin_width)
+        assert got.min_init == pytest.approx(want.min_init, abs=2 * h.bin_width)
+    exact_top = qatcore.ifmr(h, max_percentile=1.0)
+    assert exact_top.max_init == h.max
+
+
+def test_known_values() -> None:
+    x = np.linspace(-1, 2, 10001, dtype=np.float32)
+    r = qatcore.ifmr(x)
+    assert len(r.ratios) == 61 and r.ratios[0] == 0.7 and r.ratios[-1] == pytest.approx(1.3)
+    assert r.max_init == 2.0 and r.min_init == -1.0
+    assert r.params.zero_point == 0 and r.clip_max == float(r.params.scale * np.float32(127))
+    asym = qatcore.ifmr(x, with_offset=True)
+    assert asym.params.zero_point != 0
+    assert asym.clip_min == float(
+        asym.params.scale * np.float32(-128 - int(asym.params.zero_point))
+    )
+    relu = qatcore.ifmr(np.abs(x), fixed_min=True)
+    assert relu.min_init == 0.0 and relu.params.zero_point == -128 and relu.clip_min == 0.0
+    zeros = qatcore.ifmr(np.zeros(10, np.float32))
+    assert float(zeros.params.scale) == 1.0 and not zeros.losses.any()
+
+
+def test_bad_input_leaves_the_histogram_unchanged() -> None:
+    h = qatcore.Histogram(128).observe(np.float32([0.5, -2.0, 3.0]))
+    before = h.to_state()
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="^x: expected finite values"):
+            h.observe(np.float32([1.0, bad, 100.0]))
+        after = h.to_state()
+        assert np.array_equal(after.pop("counts"), before["counts"])
+        assert after == {k: v for k, v in before.items() if k != "counts"}
+    with pytest.raises(ValueError, match="^x: expected at least one value"):
+        h.observe(np.zeros((0, 3), np.float32))
+    with pytest.raises(TypeError, match="^x: expected a real floating-point array"):
+        h.observe(np.arange(3))
+    with pytest.raises(ValueError, match="^other: expected a histogram with max_bins=128"):
+        h.merge(qatcore.Histogram(256))
+    with pytest.raises(TypeError, match="^other: expected a Histogram"):
+        h.merge(before)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^max_bins: expected an integer in \[2, "):
+        qatcore.Histogram(1)
+    broken = dict(before, count=before["count"] + 1)
+    with pytest.raises(ValueError, match="^state: counts, exponent and offset do not match"):
+        qatcore.Histogram.from_state(broken)
+    with pytest.raises(ValueError, match="^state: expected format"):
+        qatcore.Histogram.from_state({"counts": []})
+
+
+def test_ifmr_bad_arguments_name_themselves() -> None:
+    x = np.float32([0.1, -0.2, 0.3])
+    with pytest.raises(
+        ValueError, match="^data_or_histogram: expected a histogram with observations"
+    ):
+        qatcore.ifmr(qatcore.Histogram())
+    with pytest.raises(ValueError, match="^data_or_histogram: expected at least one value"):
+        qatcore.ifmr(np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="^data_or_histogram: expected finite values"):
+        qatcore.ifmr(np.float32([1, np.nan]))
+    for p in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"^max_percentile: expected a float in \(0, 1\]"):
+            qatcore.ifmr(x, max_percentile=p)
+        with pytest.raises(ValueError, match=r"^min_percentile: expected a float in \(0, 1\]"):
+            qatcore.ifmr(x, min_percentile=p)
+    with pytest.raises(ValueError, match="^search_range: expected finite 0 < start <= end"):
+        qatcore.ifmr(x, search_range=(1.3, 0.7))
+    with pytest.raises(TypeError, match=r"^search_range: expected \(start, end\)"):
+        qatcore.ifmr(x, search_range=1.0)  # type: ignore[arg-type]
+    for step in (0.0, -0.01, math.inf):
+        with pytest.raises(ValueError, match="^search_step: expected a positive float"):
+            qatcore.ifmr(x, search_step=step)
+    with pytest.raises(ValueError, match="^search_step: expected at most"):
+        qatcore.ifmr(x, search_step=1e-9)
+    with pytest.raises(TypeError, match="^with_offset: expected True or False"):
+        qatcore.ifmr(x, with_offset="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^num_bits: expected an integer in \[2, 16\]"):
+        qatcore.ifmr(x, num_bits=17)
+
+
+def test_shared_histogram_from_several_threads() -> None:
+    rng = np.random.default_rng(8)
+    batches = [rng.standard_normal(50_000).astype(np.float32) * (i + 1) for i in range(8)]
+    shared = qatcore.Histogram()
+    threads = [threading.Thread(target=shared.observe, args=(b,)) for b in batches]
+    with qatcore.use_backend(num_threads=2):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert same_state(shared, qatcore.Histogram().observe(np.concatenate(batches)))
+
+
+def test_core_histogram_add_never_writes_out_of_bounds() -> None:
+    from qatcore import _core
+
+    counts = np.zeros(4, np.int64)
+    _core.histogram_add(np.float32([np.nan, np.inf, -np.inf, -1e30, 1e30, 2.5]), counts, 1.0, 0.0)
+    assert counts.sum() == 6 and counts[2] >= 1  # 2.5 in bin 2; the rest clamped, not written wild
+    with pytest.raises(ValueError, match="^counts: expected a 1-d array"):
+        _core.histogram_add(np.float32([1]), np.zeros(0, np.int64), 1.0, 0.0)
+
+
+def test_plot() -> None:
+    matplotlib = require_module("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.random.default_rng(1).standard_normal(20_000).astype(np.float32)
+    for r in (qatcore.ifmr(x), qatcore.ifmr(qatcore.Histogram().observe(x))):
+        ax = r.plot()
+        xs = {line.get_xdata()[0] for line in ax.get_lines() if len(line.get_xdata()) == 2}
+        assert r.clip_max in xs and r.clip_min in xs
+        assert "IFMR" in ax.get_title()
+        plt.close(ax.figure)
+    fig, ax = plt.subplots()
+    assert qatcore.ifmr(x).plot(ax=ax) is ax
+    plt.close(fig)
+
+
+def test_regression_tiny_negative_next_to_a_large_offset() -> None:
+    """Found by hypothesis: floor(x / w) - offset computed as floor(x / w - offset)
+    rounded -3.8e-31 / 2 - (-1) up to 1.0 and put it in the wrong bin."""
+    data = np.float32([-3.7787975e-31, 1.0])
+    h = qatcore.Histogram(2).observe(data)
+    assert h.counts.tolist() == [1, 1]
+    assert_histogram_of(h, data)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_regression_more_than_65535_values_in_one_bin(threads: int) -> None:
+    """The kernel counts in 16-bit counters flushed every 65535 values."""
+    x = np.zeros(1_000_003, np.float32)
+    x[::7] = 1.0
+    with qatcore.use_backend(num_threads=threads):
+        h = qatcore.Histogram(16).observe(x)
+    assert h.counts[0] == 857_145 and h.counts[-1] == 142_858 and h.counts.sum() == x.size
