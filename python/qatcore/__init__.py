@@ -18,19 +18,36 @@ from ._backend import (
 )
 from ._core import __version__
 from .arq import ArqResult, arq, arq_params
+from .config import (
+    ConfigError,
+    LayerConfig,
+    RetrainConfig,
+    RetrainDataConfig,
+    RetrainWeightConfig,
+)
 from .histogram import Histogram
 from .ifmr import IfmrResult, ifmr
 from .quant import QuantParams, dequantize, fake_quantize, quantize
+from .quantizers import ActivationQuantizer, QuantizationWarning, WeightGrads, WeightQuantizer
 from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = [
     "ISA_LEVELS",
+    "ActivationQuantizer",
     "ArqResult",
+    "ConfigError",
     "Histogram",
     "IfmrResult",
+    "LayerConfig",
     "QuantParams",
+    "QuantizationWarning",
+    "RetrainConfig",
+    "RetrainDataConfig",
+    "RetrainWeightConfig",
     "UlqForward",
     "UlqGrads",
+    "WeightGrads",
+    "WeightQuantizer",
     "__version__",
     "arq",
     "arq_params",

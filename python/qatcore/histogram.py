@@ -47,6 +47,21 @@ def _exponent(lo: float, hi: float, max_bins: int) -> int:
     return k
 
 
+def observed_range(data: NDArray[np.float32]) -> tuple[float, float]:
+    """(min, max) of float32 ``data`` (one pass); empty or non-finite data raise ``ValueError``."""
+    data = c_contiguous(data)
+    if data.size == 0:
+        raise ValueError("x: expected at least one value, got an empty array")
+    lo, hi, finite = _core.minmax(data)
+    if not finite:
+        bad = data.ravel()[np.flatnonzero(~np.isfinite(data.ravel()))[0]]
+        raise ValueError(
+            f"x: expected finite values (a histogram cannot place them), got {bad!r}; "
+            "nothing was recorded"
+        )
+    return float(lo), float(hi)
+
+
 class Histogram:
     """Streaming histogram of float32 data for IFMR calibration.
 
@@ -140,17 +155,9 @@ class Histogram:
     def observe(self, x: ArrayLike) -> Histogram:
         """Add the values of ``x`` (any shape, real floats) and return ``self``."""
         data = c_contiguous(as_float32(x, "x"))
-        if data.size == 0:
-            raise ValueError("x: expected at least one value, got an empty array")
-        lo, hi, finite = _core.minmax(data)
-        if not finite:
-            bad = data.ravel()[np.flatnonzero(~np.isfinite(data.ravel()))[0]]
-            raise ValueError(
-                f"x: expected finite values (a histogram cannot place them), got {bad!r}; "
-                "the histogram is unchanged"
-            )
+        lo, hi = observed_range(data)
         with self._lock:
-            new_lo, new_hi = min(self._min, float(lo)), max(self._max, float(hi))
+            new_lo, new_hi = min(self._min, lo), max(self._max, hi)
             grid = self._grid(new_lo, new_hi)
             counts = self._coarsened(*grid)
             _core.histogram_add(data, counts, math.ldexp(1.0, -grid[0]), float(grid[1]))

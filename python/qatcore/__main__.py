@@ -1,0 +1,56 @@
+"""``python -m qatcore check-config FILE``: validate a retrain configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, LayerConfig, RetrainConfig
+
+
+def describe(layer: LayerConfig) -> str:
+    """One line of resolved settings, in the seed's terms."""
+    if not layer.retrain_enable:
+        return "retrain_enable=false (stays float)"
+    d, w = layer.retrain_data_config, layer.retrain_weight_config
+
+    def clip(value: float | None) -> str:
+        return "IFMR" if value is None else repr(value)
+
+    fixed = "from data" if d.fixed_min is None else str(d.fixed_min).lower()
+    return (
+        f"retrain_enable=true | data: batch_num={d.batch_num} clip_max={clip(d.clip_max)} "
+        f"clip_min={clip(d.clip_min)} fixed_min={fixed} dst_type={d.dst_type} | "
+        f"weights: weights_retrain_algo={w.weights_retrain_algo} "
+        f"channel_wise={str(w.channel_wise).lower()} dst_type={w.dst_type}"
+    )
+
+
+def check_config(path: str) -> int:
+    try:
+        config = RetrainConfig.from_json(path)
+    except (ConfigError, OSError) as e:
+        print(f"{path}: invalid: {e}", file=sys.stderr)
+        return 1
+    print(f"{path}: valid")
+    names = ["(defaults)", *config.layers]
+    width = max(len(n) for n in names)
+    print(f"{'(defaults)'.ljust(width)}  {describe(config.defaults)}")
+    for name in config.layers:
+        print(f"{name.ljust(width)}  {describe(config.for_layer(name))}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qatcore")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser(
+        "check-config", help="validate a configuration file and print it resolved"
+    )
+    check.add_argument("file")
+    args = parser.parse_args(argv)
+    return check_config(args.file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

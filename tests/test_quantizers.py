@@ -1,0 +1,201 @@
+"""ActivationQuantizer and WeightQuantizer: calibration, steps, state, and a training run."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import qatcore
+import reference as ref
+from helpers import assert_same_floats
+from qatcore import (
+    ActivationQuantizer,
+    QuantizationWarning,
+    RetrainDataConfig,
+    RetrainWeightConfig,
+    WeightQuantizer,
+)
+
+
+def batches(n: int, relu: bool = False, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = [rng.standard_normal((8, 64)).astype(np.float32) * 1.5 for _ in range(n)]
+    return [np.maximum(b, 0) for b in out] if relu else out
+
+
+def test_calibration_runs_ifmr_on_the_observed_batches() -> None:
+    q = ActivationQuantizer(RetrainDataConfig(batch_num=3))
+    data = batches(3)
+    with pytest.raises(RuntimeError, match="^forward: the quantizer is not calibrated; call obs"):
+        q.forward(data[0])
+    with pytest.raises(RuntimeError, match="^calibrate: observe"):
+        q.calibrate()
+    for b in data:
+        q.observe(b)
+    with pytest.raises(RuntimeError, match="^observe: already observed batch_num=3 batches"):
+        q.observe(data[0])
+    q.calibrate()
+    want = qatcore.ifmr(qatcore.Histogram().observe(np.concatenate(data)))
+    assert (q.clip_min, q.clip_max) == (want.clip_min, want.clip_max)
+    assert q.fixed_min is False and q.params == want.params
+    assert_same_floats(q.forward(data[1]), qatcore.fake_quantize(data[1], want.params))
+    with pytest.raises(RuntimeError, match="^observe: calibration is finished"):
+        q.observe(data[0])
+
+
+def test_fixed_min_is_decided_from_the_data() -> None:
+    relu = ActivationQuantizer(RetrainDataConfig(batch_num=2))
+    for b in batches(2, relu=True):
+        relu.observe(b)
+    relu.calibrate()
+    assert relu.fixed_min is True and relu.clip_min == 0.0 and relu.params.zero_point == -128
+    signed = ActivationQuantizer(RetrainDataConfig(batch_num=2, fixed_min=True))
+    for b in batches(2):  # configured true wins over the data
+        signed.observe(b)
+    assert signed.calibrate().fixed_min is True
+
+
+def test_configured_clips_are_kept_and_fill_the_rest() -> None:
+    both = ActivationQuantizer(RetrainDataConfig(clip_max=4.0, clip_min=-3.0))
+    both.calibrate()  # no data needed
+    assert (both.clip_min, both.clip_max, both.fixed_min) == (-3.0, 4.0, False)
+    upper = ActivationQuantizer(RetrainDataConfig(clip_max=4.0))
+    upper.observe(batches(1)[0]).calibrate()
+    assert upper.clip_max == 4.0 and upper.clip_min < 0
+    assert upper.clip_min == qatcore.ifmr(qatcore.Histogram().observe(batches(1)[0])).clip_min
+
+
+def test_warns_once_outside_the_recommended_range() -> None:
+    q = ActivationQuantizer(RetrainDataConfig(clip_max=50.0, clip_min=-0.01, batch_num=2))
+    data = batches(2)
+    for b in data:
+        q.observe(b)
+    with pytest.warns(
+        QuantizationWarning,
+        match=r"^clip_max=50.0 lies outside the recommended "
+        r"range \[.*\] \(0.3 to 1.7 x the observed max",
+    ):
+        q.calibrate()
+    assert q.state_dict()["warned"] is True
+    inside = ActivationQuantizer(RetrainDataConfig(clip_max=float(np.max(data[0]))))
+    inside.observe(data[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inside.calibrate()
+    low = ActivationQuantizer(RetrainDataConfig(clip_max=float(np.max(data[0])), clip_min=-0.01))
+    low.observe(data[0])
+    with pytest.warns(QuantizationWarning, match=r"^clip_min=-0.01 lies outside .* observed min"):
+        low.calibrate()
+
+
+def test_backward_and_clip_updates() -> None:
+    q = ActivationQuantizer(RetrainDataConfig(clip_max=2.0, clip_min=-1.0))
+    q.calibrate()
+    x = batches(1)[0]
+    g = np.ones_like(x)
+    r = q.backward(g, x)
+    gx, gmin, gmax = ref.ulq_backward(g, x, -1.0, 2.0)
+    assert_same_floats(r.grad_input, gx)
+    assert float(r.grad_clip_max) == pytest.approx(gmax, rel=1e-6)
+    assert float(r.grad_clip_min) == pytest.approx(gmin, rel=1e-6)
+    q.clip_max = 2.5
+    assert q.clip_max == 2.5 and q.params == qatcore.ulq_params(-1.0, 2.5)
+    with pytest.raises(ValueError, match="^clip_min: expected a finite number"):
+        q.clip_min = float("nan")
+
+
+def test_state_dict_resumes_calibration_and_training() -> None:
+    data = batches(3)
+    a = ActivationQuantizer(RetrainDataConfig(batch_num=3))
+    a.observe(data[0])
+    state = a.state_dict()
+    assert state["histogram"] is not None
+    b = ActivationQuantizer(RetrainDataConfig(batch_num=3))
+    b.load_state_dict(state)
+    for q in (a, b):
+        q.observe(data[1]).observe(data[2]).calibrate()
+    assert (a.clip_min, a.clip_max) == (b.clip_min, b.clip_max)
+    a.clip_max = 3.25
+    c = ActivationQuantizer(RetrainDataConfig(batch_num=3))
+    c.load_state_dict(a.state_dict())
+    assert c.calibrated and c.clip_max == 3.25 and c.state_dict()["histogram"] is None
+    assert_same_floats(c.forward(data[0]), a.forward(data[0]))
+    with pytest.raises(ValueError, match="^state: missing key"):
+        c.load_state_dict({})
+
+
+@pytest.mark.parametrize("channel_wise", [True, False])
+def test_weight_quantizer_arq(channel_wise: bool) -> None:
+    w = np.random.default_rng(1).standard_normal((16, 8, 3, 3)).astype(np.float32)
+    q = WeightQuantizer(RetrainWeightConfig(channel_wise=channel_wise))
+    assert_same_floats(q.forward(w), ref.arq(w, channel_wise)[0])
+    g = np.full_like(w, 0.5)
+    r = q.backward(g, w)
+    assert r.grad_clip_min is None and r.grad_clip_max is None
+    assert_same_floats(r.grad_weight, g)  # straight-through
+    with pytest.raises(RuntimeError, match="^clip_max: ARQ has no clips"):
+        q.clip_max = np.ones(16, np.float32)
+
+
+@pytest.mark.parametrize("channel_wise", [True, False])
+def test_weight_quantizer_ulq(channel_wise: bool) -> None:
+    w = np.random.default_rng(2).standard_normal((16, 24)).astype(np.float32)
+    q = WeightQuantizer(
+        RetrainWeightConfig(weights_retrain_algo="ulq_quantize", channel_wise=channel_wise)
+    )
+    y = q.forward(w)
+    s = ref.arq_scale(w, channel_wise)
+    assert q.clip_max is not None and q.clip_min is not None
+    assert_same_floats(q.clip_max, (s * np.float32(127)).reshape(q.clip_max.shape))
+    assert_same_floats(q.clip_min, (s * np.float32(-128)).reshape(q.clip_min.shape))
+    axis = 0 if channel_wise else None
+    assert_same_floats(y, ref.ulq_forward(w, q.clip_min, q.clip_max, axis=axis)[0])
+    g = np.random.default_rng(3).standard_normal(w.shape).astype(np.float32)
+    r = q.backward(g, w)
+    assert r.grad_clip_max is not None and r.grad_clip_max.shape == q.clip_max.shape
+    other = WeightQuantizer(q.config)
+    other.load_state_dict(q.state_dict())
+    assert_same_floats(other.forward(w), y)
+
+
+def test_a_numpy_model_learns_its_clips() -> None:
+    """A linear model trained with manual gradients through both quantizers.
+
+    The activation clips start far too narrow ([-0.3, 0.3] on inputs of about
+    +-3): the loss must fall and the clips must widen toward the data's range.
+    """
+    rng = np.random.default_rng(0)
+    teacher = rng.standard_normal((4, 16)).astype(np.float32)
+    x_all = (rng.standard_normal((2048, 16)) * 1.2).astype(np.float32)
+    t_all = x_all @ teacher.T
+    act = ActivationQuantizer(RetrainDataConfig(clip_max=0.3, clip_min=-0.3))
+    weights = WeightQuantizer(RetrainWeightConfig(weights_retrain_algo="ulq_quantize"))
+    w = (rng.standard_normal((4, 16)) * 0.1).astype(np.float32)
+    act.observe(x_all[:256])
+    with pytest.warns(QuantizationWarning):
+        act.calibrate()
+
+    def step(x: np.ndarray, t: np.ndarray) -> tuple[float, tuple]:
+        xq = act.forward(x)
+        wq = weights.forward(w)
+        err = xq @ wq.T - t
+        loss = float(np.mean(err**2))
+        dy = (2.0 / err.size) * err
+        ga = act.backward(dy @ wq, x)
+        gw = weights.backward(dy.T @ xq, w)
+        return loss, (ga, gw)
+
+    losses = []
+    for _ in range(60):
+        for i in range(0, len(x_all), 256):
+            loss, (ga, gw) = step(x_all[i : i + 256], t_all[i : i + 256])
+            w -= 0.05 * gw.grad_weight
+            act.clip_max -= 0.05 * float(ga.grad_clip_max)
+            act.clip_min -= 0.05 * float(ga.grad_clip_min)
+            weights.clip_max = weights.clip_max - 0.01 * gw.grad_clip_max
+            weights.clip_min = weights.clip_min - 0.01 * gw.grad_clip_min
+        losses.append(loss)
+    assert losses[-1] < 0.1 * losses[0], losses[::10]
+    assert act.clip_max > 1.0 and act.clip_min < -1.0, (act.clip_min, act.clip_max)
