@@ -7,8 +7,9 @@ one process. "GB/s" counts the bytes a kernel must move at the least (read its
 inputs, write its outputs: twice the tensor for the copy, ARQ and the ULQ
 forward, three times for the ULQ backward, once for a histogram), so the copy's
 GB/s is the machine's practical bandwidth. "x copy" is time / single-threaded copy time of the same
-tensor (lower is better, 1.0 is memory speed); "x faster than torch" is the
-PyTorch time at the same thread count / qatcore time.
+tensor (lower is better, 1.0 is memory speed), or / the FP32 step for the QAT
+rows; "x faster than torch" is the PyTorch time at the same thread count /
+qatcore time.
 """
 
 from __future__ import annotations
@@ -193,6 +194,57 @@ def bench_ifmr(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) ->
     return rows
 
 
+def bench_qat_step(repeat: int, thread_counts: list[int]) -> list[Row]:
+    """One training step (forward, backward, Adam) of the demo's digits CNN, batch 32:
+    FP32, qatcore INT8 QAT and torch.ao eager QAT. "x copy" here is time / FP32 time."""
+    import copy as _copy
+
+    from qatcore.demo import DigitsNet, torch_ao_qat
+    from qatcore.torch import prepare_qat
+
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(1))
+
+    def step_ms(model: torch.nn.Module) -> float:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+
+        def step() -> None:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        for _ in range(20):  # calibration and warm-up
+            step()
+        return median_ms(step, repeat * 20)
+
+    rows = []
+    for n in thread_counts:
+        torch.set_num_threads(n)
+        qatcore.set_num_threads(n)
+        torch.manual_seed(0)
+        fp32 = DigitsNet()
+        base = step_ms(_copy.deepcopy(fp32))
+        ours = step_ms(prepare_qat(fp32))
+        theirs = step_ms(torch_ao_qat(fp32))
+        case = "qat step, digits CNN, batch 32"
+        rows.append(Row(case, "fp32", n, base, 0, base))
+        rows.append(Row(case, "torch.ao QAT", n, theirs, 0, base))
+        rows.append(Row(case, "qatcore QAT", n, ours, 0, base, theirs))
+        added = (ours - base) / (theirs - base)
+        rows.append(
+            Row(
+                f"  added cost over fp32: qatcore / torch.ao = {added:.2f}",
+                "",
+                n,
+                ours - base,
+                0,
+                base,
+            )
+        )
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     head = ["case", "impl", "threads", "ms", "GB/s", "x copy", "x faster than torch"]
     table = [head] + [r.cells() for r in rows]
@@ -227,6 +279,7 @@ def main() -> None:
         rows += bench_arq(shape, args.repeat, args.threads)
     rows += bench_ulq((64, 256, 56, 56), max(5, args.repeat // 2), args.threads)
     rows += bench_ifmr((64, 256, 56, 56), max(5, args.repeat // 2), args.threads)
+    rows += bench_qat_step(args.repeat, args.threads)
     print_table(rows)
 
 

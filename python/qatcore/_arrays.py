@@ -84,8 +84,10 @@ def destination(
         raise ValueError(f"out: expected shape {shape}, got {out.shape}")
     if not out.flags.writeable:
         raise ValueError("out: expected a writable array, got a read-only one")
+    # may_share_memory (bounds only) is cheap; compare addresses only when it says yes.
     if out.flags.c_contiguous and all(
-        out.ctypes.data == src.ctypes.data or not np.may_share_memory(out, src) for src in srcs
+        out is src or not np.may_share_memory(out, src) or out.ctypes.data == src.ctypes.data
+        for src in srcs
     ):
         return out
     return np.empty(shape, dtype=dtype)

@@ -46,12 +46,7 @@ def _run(
     dst = destination(out, src, np.dtype(np.float32)) if want_output else None
     scales = _core.arq(src, dst, ax, bits)
     shape = scales.shape if per_channel else ()
-    params = QuantParams(
-        scale=scales.reshape(shape),
-        zero_point=np.zeros(shape, dtype=np.int32),
-        num_bits=bits,
-        axis=ax,
-    )
+    params = QuantParams.from_kernel(scales.reshape(shape), np.zeros(shape, np.int32), bits, ax)
     output = None if dst is None else deliver(out, dst)  # type: ignore[arg-type]
     return output, params
 

@@ -76,6 +76,21 @@ class QuantParams:
         object.__setattr__(self, "num_bits", bits)
         object.__setattr__(self, "axis", axis)
 
+    @classmethod
+    def from_kernel(
+        cls, scale: F32, zero_point: NDArray[np.int32], num_bits: int, axis: int | None
+    ) -> QuantParams:
+        """Params that a qatcore kernel just computed: valid by construction, so the
+        checks of ``__init__`` (a measurable cost per training step) are skipped."""
+        params = object.__new__(cls)
+        scale.setflags(write=False)
+        zero_point.setflags(write=False)
+        object.__setattr__(params, "scale", scale)
+        object.__setattr__(params, "zero_point", zero_point)
+        object.__setattr__(params, "num_bits", num_bits)
+        object.__setattr__(params, "axis", axis)
+        return params
+
     @property
     def qmin(self) -> int:
         return -(1 << (self.num_bits - 1))

@@ -19,7 +19,7 @@ from ._arrays import F32, as_float32, check_int, check_num_bits
 from .arq import arq, arq_params
 from .config import RetrainDataConfig, RetrainWeightConfig
 from .histogram import Histogram, observed_range
-from .ifmr import ifmr
+from .ifmr import IfmrResult, ifmr
 from .quant import QuantParams
 from .ulq import UlqGrads, ulq_backward, ulq_forward, ulq_params
 
@@ -68,6 +68,7 @@ class ActivationQuantizer:
         self._clip_min = 0.0
         self._clip_max = 0.0
         self._warned = False
+        self.last_ifmr: IfmrResult | None = None
 
     # ---- calibration ---------------------------------------------------------------
 
@@ -97,6 +98,24 @@ class ActivationQuantizer:
         self._batches += 1
         return self
 
+    def merge(self, other: ActivationQuantizer) -> ActivationQuantizer:
+        """Add the calibration data another quantizer of the same configuration observed
+        (another process's, say): histograms merge exactly, so merging the ranks' quantizers
+        and calibrating equals calibrating on the union of their batches."""
+        if not isinstance(other, ActivationQuantizer):
+            raise TypeError(f"other: expected an ActivationQuantizer, got {type(other).__name__}")
+        if other.config != self.config or other.num_bits != self.num_bits:
+            raise ValueError("other: expected a quantizer with the same configuration and num_bits")
+        if self._calibrated or other._calibrated:
+            raise RuntimeError("merge: both quantizers must still be calibrating")
+        if self._histogram is not None and other._histogram is not None:
+            self._histogram.merge(other._histogram)
+        if other._observed is not None:
+            old = self._observed
+            lo, hi = other._observed
+            self._observed = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+        return self
+
     def calibrate(self) -> ActivationQuantizer:
         """Resolve ``fixed_min`` and fill the clips that the configuration leaves out."""
         if self._calibrated:
@@ -112,9 +131,11 @@ class ActivationQuantizer:
         clip_max, clip_min = cfg.clip_max, cfg.clip_min
         if fixed:
             clip_min = 0.0
+        self.last_ifmr = None
         if clip_max is None or clip_min is None:
             assert self._histogram is not None
             found = ifmr(self._histogram, num_bits=self.num_bits, fixed_min=fixed)
+            self.last_ifmr = found  # for plots; not part of the state
             clip_max = found.clip_max if clip_max is None else clip_max
             clip_min = found.clip_min if clip_min is None else clip_min
         self._warn_outside_recommended()
@@ -296,8 +317,9 @@ class WeightQuantizer:
         p = arq_params(
             w, channel_wise=self.config.channel_wise, axis=self.axis, num_bits=self.num_bits
         )
-        self._clip_max = (p.scale * np.float32(p.qmax)).astype(np.float32)
-        self._clip_min = (p.scale * np.float32(p.qmin)).astype(np.float32)
+        # np.asarray: a 0-d scale times a scalar is a NumPy scalar, not an array.
+        self._clip_max = np.asarray(p.scale * np.float32(p.qmax), dtype=np.float32)
+        self._clip_min = np.asarray(p.scale * np.float32(p.qmin), dtype=np.float32)
 
     @property
     def clip_min(self) -> F32 | None:

@@ -47,7 +47,7 @@ def _clip(value: ArrayLike, name: str, channels: int | None) -> F32:
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name}: expected a real number or a float array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
+    arr = arr.astype(np.float32, copy=False)
     if channels is None and arr.ndim != 0:
         raise ValueError(f"{name}: expected a scalar per tensor (axis=None), got shape {arr.shape}")
     if channels is not None and arr.shape != (channels,):
@@ -55,9 +55,7 @@ def _clip(value: ArrayLike, name: str, channels: int | None) -> F32:
             f"{name}: expected a 1-d array of length {channels} (one per channel), "
             f"got shape {arr.shape}"
         )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: expected finite values, got {arr[~np.isfinite(arr)].flat[0]!r}")
-    return arr.reshape(-1)
+    return arr.reshape(-1)  # finiteness is checked by _core, with the same message
 
 
 def _clips(clip_min: ArrayLike, clip_max: ArrayLike, channels: int | None) -> tuple[F32, F32]:
@@ -66,7 +64,7 @@ def _clips(clip_min: ArrayLike, clip_max: ArrayLike, channels: int | None) -> tu
 
 def _params(scale: F32, zero_point: NDArray[np.int32], bits: int, axis: int | None) -> QuantParams:
     shape = () if axis is None else scale.shape
-    return QuantParams(scale.reshape(shape), zero_point.reshape(shape), num_bits=bits, axis=axis)
+    return QuantParams.from_kernel(scale.reshape(shape), zero_point.reshape(shape), bits, axis)
 
 
 def ulq_params(

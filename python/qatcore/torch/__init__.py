@@ -1,0 +1,45 @@
+"""qatcore for PyTorch: quantization-aware training with the qatcore kernels.
+
+``prepare_qat(model, config)`` swaps the layers a ``RetrainConfig`` enables for
+quantized twins; train as usual (the first ``batch_num`` batches calibrate the
+activation clips with IFMR); ``export_int8(model)`` gives what an integer engine
+needs. Install with ``pip install qatcore[torch]``.
+"""
+
+from __future__ import annotations
+
+from ._functions import (
+    ArqFunction,
+    UlqFunction,
+    arq_fake_quant,
+    portable_fake_quant,
+    portable_ulq_backward,
+    ulq_fake_quant,
+)
+from ._modules import (
+    ActivationFakeQuant,
+    QuantConv1d,
+    QuantConv2d,
+    QuantLinear,
+    WeightFakeQuant,
+    export_int8,
+    prepare_qat,
+    quantized_layers,
+)
+
+__all__ = [
+    "ActivationFakeQuant",
+    "ArqFunction",
+    "QuantConv1d",
+    "QuantConv2d",
+    "QuantLinear",
+    "UlqFunction",
+    "WeightFakeQuant",
+    "arq_fake_quant",
+    "export_int8",
+    "portable_fake_quant",
+    "portable_ulq_backward",
+    "prepare_qat",
+    "quantized_layers",
+    "ulq_fake_quant",
+]

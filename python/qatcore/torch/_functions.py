@@ -1,0 +1,222 @@
+"""Autograd functions for ARQ and ULQ, on the qatcore kernels or in portable PyTorch.
+
+CPU float32 tensors go to the kernels without a copy (``Tensor.numpy()`` shares
+the memory; outputs come from ``torch.empty_like``). Tensors on other devices
+(CUDA) use the same SPEC formulas written in PyTorch ops, which the tests check
+against the kernels on CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+import qatcore
+
+EPS = 2.0**-23
+
+
+def _on_kernels(*tensors: torch.Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _along(values: torch.Tensor, axis: int | None, ndim: int) -> torch.Tensor:
+    if axis is None:
+        return values.reshape(())
+    shape = [1] * ndim
+    shape[axis] = -1
+    return values.reshape(shape)
+
+
+# ---- the SPEC in PyTorch ops (any device) ------------------------------------------------
+
+
+def portable_fake_quant(
+    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, num_bits: int, axis: int | None
+) -> torch.Tensor:
+    qmin, qmax = -(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1
+    s = _along(scale.to(torch.float32), axis, x.ndim)
+    z = _along(zero_point.to(torch.float32), axis, x.ndim)
+    q = torch.clamp(torch.round(x * (1.0 / s)) + z, qmin, qmax)  # round: half to even
+    return (q - z) * s
+
+
+def portable_arq_scale(
+    w: torch.Tensor, channel_wise: bool, axis: int, num_bits: int
+) -> torch.Tensor:
+    qmin, qmax = -(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1
+    if channel_wise:
+        flat = w.detach().movedim(axis, 0).reshape(w.shape[axis], -1)
+        lo, hi = flat.amin(dim=1), flat.amax(dim=1)
+    else:
+        lo, hi = w.detach().amin().reshape(1), w.detach().amax().reshape(1)
+    s = torch.maximum(hi.clamp_min(0) / qmax, -lo.clamp_max(0) / -qmin)
+    return torch.where(s >= EPS, s, torch.ones_like(s))
+
+
+def portable_ulq_params(
+    clip_min: torch.Tensor, clip_max: torch.Tensor, fixed_min: bool, num_bits: int
+) -> dict[str, torch.Tensor]:
+    qmin, qmax = -(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1
+    levels = float(qmax - qmin)
+    lo = clip_min.detach().to(torch.float32)
+    hi = clip_max.detach().to(torch.float32)
+    cmin = torch.zeros_like(lo) if fixed_min else torch.minimum(lo, torch.zeros_like(lo))
+    cmax = torch.maximum(hi, torch.full_like(hi, float(np.float32(levels) * np.float32(EPS))))
+    s = (cmax - cmin) / levels
+    inv = 1.0 / s
+    n_lo = torch.round(cmin * inv)
+    return {
+        "scale": s,
+        "inv": inv,
+        "zero_point": qmin - n_lo,
+        "lo_e": s * n_lo,
+        "hi_e": s * (n_lo + levels),
+        "cmin": cmin,
+        "cmax": cmax,
+        "levels": torch.tensor(levels),
+    }
+
+
+def portable_ulq_backward(
+    g: torch.Tensor,
+    x: torch.Tensor,
+    clip_min: torch.Tensor,
+    clip_max: torch.Tensor,
+    fixed_min: bool,
+    num_bits: int,
+    axis: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    p = {
+        k: _along(v, axis, x.ndim) if v.ndim else v
+        for k, v in portable_ulq_params(clip_min, clip_max, fixed_min, num_bits).items()
+    }
+    upper, lower = x > p["hi_e"], x < p["lo_e"]
+    grad_x = torch.where(upper | lower, torch.zeros_like(g), g)
+    t = torch.where(upper, p["cmax"], torch.where(lower, p["cmin"], x)) * p["inv"]
+    e = (torch.round(t) - t).double() / float(p["levels"])
+    g64 = g.double()
+    dims = list(range(x.ndim)) if axis is None else [d for d in range(x.ndim) if d != axis]
+    grad_max = (g64 * (e + upper)).sum(dim=dims).float()
+    grad_min = (g64 * (lower.double() - e)).sum(dim=dims).float()
+    if fixed_min:
+        grad_min = torch.zeros_like(grad_min)
+    return grad_x, grad_min.reshape(clip_min.shape), grad_max.reshape(clip_max.shape)
+
+
+# ---- autograd ------------------------------------------------------------------------------
+
+
+class ArqFunction(torch.autograd.Function):
+    """ARQ fake quantization of weights; straight-through backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        w: torch.Tensor,
+        channel_wise: bool,
+        axis: int,
+        num_bits: int,
+    ) -> torch.Tensor:
+        if _on_kernels(w):
+            out = torch.empty_like(w, memory_format=torch.contiguous_format)
+            qatcore.arq(
+                _np(w), channel_wise=channel_wise, axis=axis, num_bits=num_bits, out=out.numpy()
+            )
+            return out
+        s = portable_arq_scale(w, channel_wise, axis, num_bits)
+        return portable_fake_quant(
+            w, s, torch.zeros_like(s), num_bits, axis if channel_wise else None
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        return grad, None, None, None
+
+
+class UlqFunction(torch.autograd.Function):
+    """ULQ fake quantization with learnable clips (tensors: 0-d, or 1-d along ``axis``)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        clip_min: torch.Tensor,
+        clip_max: torch.Tensor,
+        fixed_min: bool,
+        num_bits: int,
+        axis: int | None,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, clip_min, clip_max)
+        ctx.options = (fixed_min, num_bits, axis)
+        if _on_kernels(x, clip_min, clip_max):
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+            qatcore.ulq_forward(
+                _np(x),
+                _np(clip_min),
+                _np(clip_max),
+                fixed_min=fixed_min,
+                num_bits=num_bits,
+                axis=axis,
+                out=out.numpy(),
+            )
+            return out
+        p = portable_ulq_params(clip_min, clip_max, fixed_min, num_bits)
+        return portable_fake_quant(
+            x, p["scale"].reshape(-1), p["zero_point"].reshape(-1), num_bits, axis
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        x, clip_min, clip_max = ctx.saved_tensors
+        fixed_min, num_bits, axis = ctx.options
+        if _on_kernels(grad, x, clip_min, clip_max):
+            gx = torch.empty_like(x, memory_format=torch.contiguous_format)
+            r = qatcore.ulq_backward(
+                _np(grad),
+                _np(x),
+                _np(clip_min),
+                _np(clip_max),
+                fixed_min=fixed_min,
+                num_bits=num_bits,
+                axis=axis,
+                out=gx.numpy(),
+            )
+            gmin = torch.from_numpy(np.ascontiguousarray(r.grad_clip_min)).reshape(clip_min.shape)
+            gmax = torch.from_numpy(np.ascontiguousarray(r.grad_clip_max)).reshape(clip_max.shape)
+            return gx, gmin, gmax, None, None, None
+        gx, gmin, gmax = portable_ulq_backward(
+            grad, x, clip_min, clip_max, fixed_min, num_bits, axis
+        )
+        return gx, gmin, gmax, None, None, None
+
+
+def arq_fake_quant(
+    w: torch.Tensor, *, channel_wise: bool = True, axis: int = 0, num_bits: int = 8
+) -> torch.Tensor:
+    return ArqFunction.apply(w, channel_wise, axis, num_bits)
+
+
+def ulq_fake_quant(
+    x: torch.Tensor,
+    clip_min: torch.Tensor,
+    clip_max: torch.Tensor,
+    *,
+    fixed_min: bool = False,
+    num_bits: int = 8,
+    axis: int | None = None,
+) -> torch.Tensor:
+    return UlqFunction.apply(
+        x,
+        clip_min,
+        clip_max,
+        fixed_min,
+        num_bits,
+        axis,
+    )
