@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from hypothesis import settings
 
@@ -12,3 +13,13 @@ settings.register_profile("long", max_examples=5000, deadline=None, print_blob=T
 settings.load_profile(
     os.environ.get("QATCORE_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ARG001
+    """With QATCORE_FUZZ_REPORT=FILE, write what the fuzz tests tried (see test_fuzz.py)."""
+    path = os.environ.get("QATCORE_FUZZ_REPORT")
+    fuzz = sys.modules.get("test_fuzz")
+    if path and fuzz is not None:
+        with open(path, "w", encoding="utf-8") as f:
+            for key, count in sorted(fuzz.TALLY.items()):
+                f.write(f"{count:8d}  {key}\n")

@@ -12,12 +12,17 @@ F32 = NDArray[np.float32]
 
 
 def as_float32(x: ArrayLike, name: str) -> F32:
-    """``x`` as a float32 array: float32 input is used as is, other real floats converted."""
+    """``x`` as a float32 array: float32 input is used as is, other real floats converted.
+
+    Values beyond float32's range become +-inf, which each function then treats as
+    the SPEC says (clipped, or a ValueError where a scale is chosen from the data).
+    """
     arr = np.asarray(x)
     if arr.dtype == np.float32:
         return arr
     if arr.dtype.kind == "f":
-        return arr.astype(np.float32)
+        with np.errstate(over="ignore"):
+            return arr.astype(np.float32)
     raise TypeError(
         f"{name}: expected a real floating-point array (float16, float32 or float64), "
         f"got dtype {arr.dtype}"
