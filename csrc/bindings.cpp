@@ -97,6 +97,18 @@ void check_no_partial_overlap(const py::array& in, const py::array& out, const c
   }
 }
 
+// An input and the output buffer written from it: exact dtypes, the same shape,
+// and either the same memory or none shared.
+template <class In, class Out>
+std::pair<py::array, py::array> checked_in_out(py::handle in_obj, const char* in_name,
+                                               py::handle out_obj) {
+  py::array in = checked_array<In>(in_obj, in_name, false);
+  py::array out = checked_array<Out>(out_obj, "out", true);
+  check_same_shape(in, in_name, out, "out");
+  check_no_partial_overlap(in, out, in_name, "out");
+  return {in, out};
+}
+
 QRange checked_range(int num_bits) {
   if (num_bits < 2 || num_bits > 16) {
     throw py::value_error("num_bits: expected an integer in [2, 16], got " +
@@ -160,10 +172,7 @@ Params checked_params(py::handle scale_obj, py::handle zp_obj, const Layout& l, 
 void fake_quantize_py(py::handle x_obj, py::handle out_obj, py::handle scale, py::handle zp,
                       std::optional<int64_t> axis, int num_bits) {
   const QRange r = checked_range(num_bits);
-  py::array x = checked_array<float>(x_obj, "x", false);
-  py::array out = checked_array<float>(out_obj, "out", true);
-  check_same_shape(x, "x", out, "out");
-  check_no_partial_overlap(x, out, "x", "out");
+  auto [x, out] = checked_in_out<float, float>(x_obj, "x", out_obj);
   const Layout l = layout_of(shape_of(x), axis, "x");
   const Params p = checked_params(scale, zp, l, r);
   py::gil_scoped_release release;
@@ -172,11 +181,9 @@ void fake_quantize_py(py::handle x_obj, py::handle out_obj, py::handle scale, py
 }
 
 template <class T>
-void quantize_typed(py::array& x, py::handle out_obj, const Params& p, const Layout& l,
+void quantize_typed(py::handle x_obj, py::handle out_obj, const Params& p, const Layout& l,
                     QRange r) {
-  py::array out = checked_array<T>(out_obj, "out", true);
-  check_same_shape(x, "x", out, "out");
-  check_no_partial_overlap(x, out, "x", "out");
+  auto [x, out] = checked_in_out<float, T>(x_obj, "x", out_obj);
   bool ok;
   {
     py::gil_scoped_release release;
@@ -193,19 +200,16 @@ void quantize_py(py::handle x_obj, py::handle out_obj, py::handle scale, py::han
   const Layout l = layout_of(shape_of(x), axis, "x");
   const Params p = checked_params(scale, zp, l, r);
   if (num_bits <= 8) {
-    quantize_typed<int8_t>(x, out_obj, p, l, r);
+    quantize_typed<int8_t>(x_obj, out_obj, p, l, r);
   } else {
-    quantize_typed<int16_t>(x, out_obj, p, l, r);
+    quantize_typed<int16_t>(x_obj, out_obj, p, l, r);
   }
 }
 
 template <class T>
 void dequantize_typed(py::handle q_obj, py::handle out_obj, py::handle scale, py::handle zp,
                       std::optional<int64_t> axis, QRange r) {
-  py::array q = checked_array<T>(q_obj, "q", false);
-  py::array out = checked_array<float>(out_obj, "out", true);
-  check_same_shape(q, "q", out, "out");
-  check_no_partial_overlap(q, out, "q", "out");
+  auto [q, out] = checked_in_out<T, float>(q_obj, "q", out_obj);
   const Layout l = layout_of(shape_of(q), axis, "q");
   const Params p = checked_params(scale, zp, l, r);
   py::gil_scoped_release release;
@@ -318,10 +322,7 @@ std::pair<py::array_t<float>, py::array_t<int32_t>> ulq_forward_py(
     py::handle x_obj, py::handle out_obj, py::handle clip_min, py::handle clip_max,
     std::optional<int64_t> axis, bool fixed_min, int num_bits) {
   const QRange r = checked_range(num_bits);
-  py::array x = checked_array<float>(x_obj, "x", false);
-  py::array out = checked_array<float>(out_obj, "out", true);
-  check_same_shape(x, "x", out, "out");
-  check_no_partial_overlap(x, out, "x", "out");
+  auto [x, out] = checked_in_out<float, float>(x_obj, "x", out_obj);
   const Layout l = layout_of(shape_of(x), axis, "x");
   const Clips c = checked_clips(clip_min, clip_max, l.channels);
   auto params = ulq_params_checked(c, l.channels, fixed_min, r);

@@ -15,7 +15,7 @@ settings.load_profile(
 )
 
 
-def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ARG001
+def pytest_sessionfinish(session, exitstatus) -> None:
     """With QATCORE_FUZZ_REPORT=FILE, write what the fuzz tests tried (see test_fuzz.py)."""
     path = os.environ.get("QATCORE_FUZZ_REPORT")
     fuzz = sys.modules.get("test_fuzz")

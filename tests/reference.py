@@ -165,21 +165,33 @@ def ifmr(
     count = int(np.floor((end - start) / search_step + 1e-6)) + 1  # step 2
     ratios = start + np.arange(count) * search_step
     qmin, qmax = qrange(num_bits)
-    if not with_offset and not fixed_min:  # step 3, symmetric
-        clips = (ratios * max(max0, -min0)).astype(np.float32)
-        scales = clips / np.float32(qmax)
-        zero_points = np.zeros(count, np.int32)
-    else:  # asymmetric: (min0, c_i) through the ULQ formulas
-        clips = (ratios * max0).astype(np.float32)
-        p = ulq_params(np.full(count, np.float32(min0)), clips, fixed_min, num_bits)
-        scales, zero_points = p["scale"], p["zero_point"]
-    scales = np.where(scales >= EPS, scales, np.float32(1)).astype(np.float32)
+    with np.errstate(all="ignore"):  # overflowing candidates are marked, not warned about
+        if not with_offset and not fixed_min:  # step 3, symmetric
+            clips = (ratios * max(max0, -min0)).astype(np.float32)
+            scales = clips / np.float32(qmax)
+            zero_points = np.zeros(count, np.int32)
+        else:  # asymmetric: (min0, c_i) through the ULQ formulas
+            clips = (ratios * max0).astype(np.float32)
+            p = ulq_params(np.full(count, np.float32(min0)), clips, fixed_min, num_bits)
+            scales, zero_points = p["scale"], p["zero_point"]
+        scales = np.where(scales >= EPS, scales, np.float32(1)).astype(np.float32)
+        # The project's rule where the SPEC is silent (README): only candidates whose
+        # grid (clip, scale and both ends, in float32) is finite compete.
+        zf = zero_points.astype(np.float32)
+        valid = (
+            np.isfinite(clips)
+            & np.isfinite(scales)
+            & np.isfinite(scales * (np.float32(qmin) - zf))
+            & np.isfinite(scales * (np.float32(qmax) - zf))
+        )
     losses = np.array(
         [  # step 4: float64 mean of squared errors
             np.mean(
                 (fake_quant(x, s, z, num_bits)[1].astype(np.float64) - x.astype(np.float64)) ** 2
             )
-            for s, z in zip(scales, zero_points)
+            if ok
+            else np.inf
+            for s, z, ok in zip(scales, zero_points, valid)
         ]
     )
     best = int(np.argmin(losses))  # the first minimum

@@ -334,3 +334,20 @@ def test_regression_more_than_65535_values_in_one_bin(threads: int) -> None:
     with qatcore.use_backend(num_threads=threads):
         h = qatcore.Histogram(16).observe(x)
     assert h.counts[0] == 857_145 and h.counts[-1] == 142_858 and h.counts.sum() == x.size
+
+
+@pytest.mark.parametrize("with_offset", [False, True])
+def test_regression_candidates_beyond_float32_are_skipped(with_offset: bool) -> None:
+    """Found by the fuzzer: near float32's maximum, 1.3 x max overflows. Only candidates
+    whose grid (clip, scale, both ends) is finite compete; the result stays finite."""
+    x = np.float32([2.6e38, -1e38, 0.0])
+    for r in (
+        qatcore.ifmr(x, with_offset=with_offset),
+        qatcore.ifmr(qatcore.Histogram().observe(x), with_offset=with_offset),
+    ):
+        assert np.isinf(r.losses).any() and np.isfinite(r.losses[r.best_index])
+        assert math.isfinite(r.clip_min) and math.isfinite(r.clip_max)
+    want = ref.ifmr(x, with_offset=with_offset)
+    assert qatcore.ifmr(x, with_offset=with_offset).best_index == want["best"]
+    with pytest.raises(ValueError, match="^data_or_histogram: no candidate clip has a quant"):
+        qatcore.ifmr(np.float32([3.4e38]), search_range=(1.2, 1.3))

@@ -61,8 +61,9 @@ def test_more_than_2_to_the_31_elements() -> None:
 
     # ULQ forward in place, then backward with x, grad_output and out all one buffer.
     fwd = qatcore.ulq_forward(x, -4.0, 4.0, out=x)
-    want = ref.fake_quant(np.float32([1.0, -3.0, 3.0, 127.0]), fwd.params.scale,
-                          fwd.params.zero_point, 8)[1]
+    want = ref.fake_quant(
+        np.float32([1.0, -3.0, 3.0, 127.0]), fwd.params.scale, fwd.params.zero_point, 8
+    )[1]
     assert_same_floats(x[idx], want)
     # The forward left 127 exactly on the effective upper bound: inside, so every mark's
     # gradient passes, and the clip gradients are sums over the four marks alone.
@@ -130,10 +131,12 @@ def every_entry_point(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
     h = qatcore.Histogram().observe(x)
     qatcore.ifmr(h)
     qatcore.ifmr(x[:5000])
-    for bad in (lambda: qatcore.arq(np.float32([np.nan])),  # error paths must not leak either
-                lambda: qatcore.ulq_forward(x, np.nan, 1.0),
-                lambda: h.observe(np.float32([np.inf])),
-                lambda: qatcore._core.fake_quantize(x, out[:3], p.scale, p.zero_point, None, 8)):
+    for bad in (
+        lambda: qatcore.arq(np.float32([np.nan])),  # error paths must not leak either
+        lambda: qatcore.ulq_forward(x, np.nan, 1.0),
+        lambda: h.observe(np.float32([np.inf])),
+        lambda: qatcore._core.fake_quantize(x, out[:3], p.scale, p.zero_point, None, 8),
+    ):
         try:
             bad()
         except ValueError:

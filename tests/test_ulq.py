@@ -312,3 +312,9 @@ def test_core_rejects_unsafe_ulq_calls() -> None:
         _core.ulq_params(np.array(-1.0, np.float32), np.array(1.0, np.float32), False, 8)
     with pytest.raises(TypeError, match="^clip_min: expected a C-contiguous float32 array"):
         _core.ulq_params(np.float32(-1.0), hi, False, 8)
+
+
+def test_regression_clip_beyond_float32_range() -> None:
+    """Found by the fuzzer: a finite float64 clip that float32 cannot hold."""
+    with pytest.raises(ValueError, match="^clip_max: expected values within float32's range"):
+        qatcore.ulq_forward(np.zeros(3, np.float32), -1.0, 1e39)

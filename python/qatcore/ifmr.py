@@ -147,18 +147,35 @@ def _candidates(
     bits: int,
     with_offset: bool,
     fixed_min: bool,
-) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int32]]:
-    """SPEC step 3: the candidate upper clips and their (scale, zero point)."""
-    qmax = np.float32(2 ** (bits - 1) - 1)
-    if not with_offset and not fixed_min:
-        clips = (ratios * max(max0, -min0)).astype(np.float32)
-        scales = clips / qmax
-        scales = np.where(scales >= np.float32(EPS), scales, np.float32(1)).astype(np.float32)
-        return clips, scales, np.zeros(len(ratios), np.int32)
-    clips = (ratios * max0).astype(np.float32)
-    lower = np.full(len(ratios), np.float32(min0), np.float32)
-    scales, zero_points = _core.ulq_params(lower, clips, fixed_min, bits)
-    return clips, scales, zero_points
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int32], NDArray[np.bool_]]:
+    """SPEC step 3: the candidate upper clips, their (scale, zero point), and which are valid.
+
+    A candidate is valid when its whole grid fits in float32: the clip, the scale and
+    both ends s * (qmin - z), s * (qmax - z) are finite. Near float32's maximum some
+    are not; they get an infinite loss and are never chosen.
+    """
+    qmin, qmax = np.float32(-(2 ** (bits - 1))), np.float32(2 ** (bits - 1) - 1)
+    n = len(ratios)
+    scales = np.ones(n, np.float32)
+    zero_points = np.zeros(n, np.int32)
+    with np.errstate(over="ignore"):
+        if not with_offset and not fixed_min:
+            clips = (ratios * max(max0, -min0)).astype(np.float32)
+            valid = np.isfinite(clips)
+            s = clips[valid] / qmax
+            scales[valid] = np.where(s >= np.float32(EPS), s, np.float32(1))
+        else:
+            clips = (ratios * max0).astype(np.float32)
+            lower = np.float32(min0)
+            valid = np.isfinite(clips) & np.isfinite(clips - lower)
+            s, z = _core.ulq_params(
+                np.full(int(valid.sum()), lower, np.float32), clips[valid], fixed_min, bits
+            )
+            scales[valid], zero_points[valid] = s, z
+        zf = zero_points.astype(np.float32)  # float32 products, as the grid is computed
+        ends = scales * (qmin - zf), scales * (qmax - zf)
+    valid &= np.isfinite(ends[0]) & np.isfinite(ends[1])
+    return clips, scales, zero_points, valid
 
 
 def ifmr(
@@ -210,17 +227,23 @@ def ifmr(
 
     max0 = max(0.0, top)
     min0 = 0.0 if fixed else min(0.0, bottom)
-    clips, scales, zero_points = _candidates(ratios, max0, min0, bits, offset, fixed)
+    clips, scales, zero_points, valid = _candidates(ratios, max0, min0, bits, offset, fixed)
+    if not valid.any():
+        raise ValueError(
+            "data_or_histogram: no candidate clip has a quantization grid inside float32 "
+            f"(the start points are {min0!r} and {max0!r}); use a smaller search_range"
+        )
+    sums = np.full(len(ratios), np.inf)
     if data is not None:
-        sums = _core.data_sq_errors(data, scales, zero_points, bits)
+        sums[valid] = _core.data_sq_errors(data, scales[valid], zero_points[valid], bits)
     else:
         counts = hist.counts
         nonzero = np.flatnonzero(counts)
         edges = hist.edges
         lo = np.maximum(edges[nonzero], hist.min)  # the outer bins end at the exact extremes
         hi = np.minimum(edges[nonzero + 1], hist.max)
-        sums = _core.hist_sq_errors(
-            lo, hi, counts[nonzero].astype(np.float64), scales, zero_points, bits
+        sums[valid] = _core.hist_sq_errors(
+            lo, hi, counts[nonzero].astype(np.float64), scales[valid], zero_points[valid], bits
         )
     losses = sums / n
     best = int(np.argmin(losses))

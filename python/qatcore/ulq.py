@@ -47,7 +47,11 @@ def _clip(value: ArrayLike, name: str, channels: int | None) -> F32:
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name}: expected a real number or a float array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
+    wide = arr
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32, copy=False)
+    if wide.dtype.itemsize > 4 and np.isfinite(wide).all() and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: expected values within float32's range, got {wide!r}")
     if channels is None and arr.ndim != 0:
         raise ValueError(f"{name}: expected a scalar per tensor (axis=None), got shape {arr.shape}")
     if channels is not None and arr.shape != (channels,):
