@@ -161,4 +161,5 @@ def test_no_memory_growth_over_repeated_calls() -> None:
     tracemalloc.stop()
     rss_growth = rss_bytes() - rss0
     assert growth < 64 * 1024, f"Python heap grew by {growth} bytes over 300 rounds"
-    assert rss_growth < 8 * 2**20, f"resident size grew by {rss_growth / 2**20:.1f} MiB"
+    if os.environ.get("QATCORE_SANITIZED") != "1":  # ASan's quarantine keeps freed memory
+        assert rss_growth < 8 * 2**20, f"resident size grew by {rss_growth / 2**20:.1f} MiB"
