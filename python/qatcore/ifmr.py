@@ -58,8 +58,15 @@ class IfmrResult:
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4.5))
         h = self.histogram
-        ax.stairs(h.counts, h.edges, fill=True, alpha=0.45, color="C0", label="data")
-        if h.counts.size and h.counts.max() > 0:
+        # Display only: neighbouring bins merged so that about 200 remain visible.
+        group = max(1, -(-len(h.counts) // 200))
+        pad = -len(h.counts) % group
+        counts = np.pad(h.counts, (0, pad)).reshape(-1, group).sum(axis=1)
+        edges = h.edges[::group]
+        if len(edges) == len(counts):
+            edges = np.append(edges, h.edges[-1] + pad * h.bin_width)
+        ax.stairs(counts, edges, fill=True, alpha=0.45, color="C0", label="data")
+        if counts.size and counts.max() > 0:
             ax.set_yscale("log")
         ax.axvline(self.clip_min, color="C3", ls="--", label=f"clip_min {self.clip_min:.4g}")
         ax.axvline(self.clip_max, color="C3", ls="-", label=f"clip_max {self.clip_max:.4g}")
