@@ -68,12 +68,17 @@ class QuantParams:
                 f"zero_point: expected values in [{qmin}, {qmax}] for num_bits={bits}, "
                 f"got range [{zp_in.min()}, {zp_in.max()}]"
             )
-        zero_point = zp_in.astype(np.int32)
+        self._freeze(scale, zp_in.astype(np.int32), bits, axis)
+
+    def _freeze(
+        self, scale: F32, zero_point: NDArray[np.int32], num_bits: int, axis: int | None
+    ) -> None:
+        """Set the fields of this frozen instance, with read-only arrays."""
         scale.setflags(write=False)
         zero_point.setflags(write=False)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "zero_point", zero_point)
-        object.__setattr__(self, "num_bits", bits)
+        object.__setattr__(self, "num_bits", num_bits)
         object.__setattr__(self, "axis", axis)
 
     @classmethod
@@ -83,12 +88,7 @@ class QuantParams:
         """Params that a qatcore kernel just computed: valid by construction, so the
         checks of ``__init__`` (a measurable cost per training step) are skipped."""
         params = object.__new__(cls)
-        scale.setflags(write=False)
-        zero_point.setflags(write=False)
-        object.__setattr__(params, "scale", scale)
-        object.__setattr__(params, "zero_point", zero_point)
-        object.__setattr__(params, "num_bits", num_bits)
-        object.__setattr__(params, "axis", axis)
+        params._freeze(scale, zero_point, num_bits, axis)
         return params
 
     @property

@@ -106,12 +106,12 @@ def _prepare(
     fixed_min: object,
     num_bits: object,
     axis: object,
-    name: str = "x",
 ) -> tuple[F32, F32, F32, bool, int, int | None]:
+    """Checked and converted arguments of ulq_forward/ulq_backward."""
     fixed = check_bool(fixed_min, "fixed_min")
     bits = check_num_bits(num_bits)
-    src = c_contiguous(as_float32(x, name))
-    ax = None if axis is None else normalize_axis(axis, src.ndim, name)
+    src = c_contiguous(as_float32(x, "x"))
+    ax = None if axis is None else normalize_axis(axis, src.ndim, "x")
     lo, hi = _clips(clip_min, clip_max, None if ax is None else src.shape[ax])
     return src, lo, hi, fixed, bits, ax
 

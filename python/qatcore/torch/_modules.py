@@ -82,16 +82,15 @@ class ActivationFakeQuant(nn.Module):
         """Run IFMR now (normally automatic after ``batch_num`` batches)."""
         q = self.quantizer
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # Histogram merges are exact and order-independent, so every rank that adds
+            # the others' observations to its own holds the same histogram afterwards.
             states: list[Any] = [None] * dist.get_world_size()
             dist.all_gather_object(states, q.state_dict())
-            merged = qatcore.ActivationQuantizer(q.config, num_bits=q.num_bits)
-            merged.load_state_dict(states[0])
-            for state in states[1:]:  # rank order: the same merge on every rank
-                other = qatcore.ActivationQuantizer(q.config, num_bits=q.num_bits)
-                other.load_state_dict(state)
-                merged.merge(other)
-            merged._batches = q.batches_observed
-            q.load_state_dict(merged.state_dict())
+            for rank, state in enumerate(states):
+                if rank != dist.get_rank():
+                    other = qatcore.ActivationQuantizer(q.config, num_bits=q.num_bits)
+                    other.load_state_dict(state)
+                    q.merge(other)
         q.calibrate()
         with torch.no_grad():
             self.clip_min.fill_(q.clip_min)
