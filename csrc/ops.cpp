@@ -124,6 +124,20 @@ int64_t first_non_finite(const float* w, int64_t n) {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
+// One contiguous part per thread (of at least grain() items), for reductions whose
+// result cannot depend on the split: exact min/max, integer counts.
+struct Parts {
+  int64_t count;  // ranges parallel_ranges(n, size, ...) will produce (1 when n == 0)
+  int64_t size;
+};
+
+Parts per_thread_parts(int64_t n) {
+  const int64_t wanted =
+      std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + grain() - 1) / grain()));
+  const int64_t size = std::max<int64_t>(1, (n + wanted - 1) / wanted);
+  return {n == 0 ? 1 : (n + size - 1) / size, size};
+}
+
 // Channels laid out as contiguous rows (outer == 1) and y != w: one fused pass,
 // each row reduced and then quantized while it is still in cache.
 bool arq_fused_rows(const float* w, float* y, const Layout& l, QRange r, float* scales) {
@@ -154,10 +168,8 @@ bool arq_two_pass(const float* w, float* y, const Layout& l, QRange r, float* sc
   const Kernels& k = kernels();
   const int64_t n = l.size();
   const auto channels = static_cast<size_t>(l.channels);
-  const int64_t parts =
-      std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + grain() - 1) / grain()));
-  const int64_t per_part = std::max<int64_t>(1, (n + parts - 1) / parts);
-  const int64_t n_parts = n == 0 ? 1 : (n + per_part - 1) / per_part;
+  const Parts parts = per_thread_parts(n);
+  const int64_t per_part = parts.size, n_parts = parts.count;
   std::vector<float> lo(channels * static_cast<size_t>(n_parts), kInf);
   std::vector<float> hi(lo.size(), -kInf);
   std::atomic<int> finite{1};
@@ -355,13 +367,14 @@ int64_t arq(const float* w, float* y, const Layout& l, QRange r, float* scales) 
 
 int64_t ulq_params(const float* clip_min, const float* clip_max, int64_t channels, bool fixed_min,
                    QRange r, float* scale, int32_t* zero_point) {
-  for (int64_t c = 0; c < channels; ++c) {
-    if (!std::isfinite(ulq_channel(clip_min[c], clip_max[c], fixed_min, r).scale)) return c;
+  std::vector<UlqChannel> ch(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) {  // all checked before anything is written
+    ch[static_cast<size_t>(c)] = ulq_channel(clip_min[c], clip_max[c], fixed_min, r);
+    if (!std::isfinite(ch[static_cast<size_t>(c)].scale)) return c;
   }
-  for (int64_t c = 0; c < channels; ++c) {
-    const UlqChannel u = ulq_channel(clip_min[c], clip_max[c], fixed_min, r);
-    scale[c] = u.scale;
-    zero_point[c] = u.zero_point;
+  for (size_t c = 0; c < ch.size(); ++c) {
+    scale[c] = ch[c].scale;
+    zero_point[c] = ch[c].zero_point;
   }
   return -1;
 }
@@ -391,10 +404,9 @@ void ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
 Range minmax(const float* x, int64_t n) {
   const Kernels& k = kernels();
   // Min and max are exact: one part per thread, combined in any order.
-  const int64_t parts =
-      std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + grain() - 1) / grain()));
-  const int64_t per_part = std::max<int64_t>(1, (n + parts - 1) / parts);
-  std::vector<MinMax> part(static_cast<size_t>(parts), MinMax{kInf, -kInf, 1});
+  const Parts parts = per_thread_parts(n);
+  const int64_t per_part = parts.size;
+  std::vector<MinMax> part(static_cast<size_t>(parts.count), MinMax{kInf, -kInf, 1});
   parallel_ranges(n, per_part, [&](int64_t a, int64_t b) {
     k.reduce->minmax(x + a, b - a, &part[static_cast<size_t>(a / per_part)]);
   });
@@ -411,19 +423,18 @@ void histogram_add(const float* x, int64_t n, double inv_width, double offset, i
                    int64_t nbins) {
   const IfmrKernels& k = *kernels().ifmr;
   // One private count array per part; integer sums are exact in any order.
-  const int64_t parts =
-      std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + grain() - 1) / grain()));
-  const int64_t per_part = std::max<int64_t>(1, (n + parts - 1) / parts);
+  const Parts parts = per_thread_parts(n);
+  const int64_t per_part = parts.size;
   const auto nb = static_cast<size_t>(nbins);
-  std::vector<int64_t> priv(nb * static_cast<size_t>(parts - 1), 0);
-  std::vector<uint16_t> scratch(nb * static_cast<size_t>(parts), 0);
+  std::vector<int64_t> priv(nb * static_cast<size_t>(parts.count - 1), 0);
+  std::vector<uint16_t> scratch(nb * static_cast<size_t>(parts.count), 0);
   parallel_ranges(n, per_part, [&](int64_t a, int64_t b) {
     const int64_t p = a / per_part;
     int64_t* dst = p == 0 ? counts : &priv[static_cast<size_t>(p - 1) * nb];
     k.histogram_add(x + a, b - a, inv_width, offset, dst, nbins,
                     &scratch[static_cast<size_t>(p) * nb]);
   });
-  for (size_t p = 0; p + 1 < static_cast<size_t>(parts); ++p) {
+  for (size_t p = 0; p + 1 < static_cast<size_t>(parts.count); ++p) {
     for (size_t i = 0; i < nb; ++i) counts[i] += priv[p * nb + i];
   }
 }

@@ -90,13 +90,17 @@ class ActivationQuantizer:
                 "call calibrate()"
             )
         data = as_float32(x, "x")
-        lo, hi = observed_range(data)
-        if self._histogram is not None:
+        if self._histogram is not None:  # one read: its exact min/max are the observed range
             self._histogram.observe(data)
-        old = self._observed
-        self._observed = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            self._widen(self._histogram.min, self._histogram.max)
+        else:
+            self._widen(*observed_range(data))
         self._batches += 1
         return self
+
+    def _widen(self, lo: float, hi: float) -> None:
+        old = self._observed
+        self._observed = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
     def merge(self, other: ActivationQuantizer) -> ActivationQuantizer:
         """Add the calibration data another quantizer of the same configuration observed
@@ -111,9 +115,7 @@ class ActivationQuantizer:
         if self._histogram is not None and other._histogram is not None:
             self._histogram.merge(other._histogram)
         if other._observed is not None:
-            old = self._observed
-            lo, hi = other._observed
-            self._observed = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            self._widen(*other._observed)
         return self
 
     def calibrate(self) -> ActivationQuantizer:
