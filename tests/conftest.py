@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
+import pytest
 from hypothesis import settings
 
 # CI=... runs the "ci" profile: derandomized, so that a landing run is reproducible
@@ -26,3 +28,17 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         with open(path, "w", encoding="utf-8") as f:
             for key, count in sorted(fuzz.TALLY.items()):
                 f.write(f"{count:8d}  {key}\n")
+
+
+@pytest.fixture(scope="session")
+def digits_demo():
+    """The demo's FP32 training and both QATs (``demo.run``), once per session."""
+    from helpers import require_module
+
+    require_module("torch")
+    require_module("sklearn")
+    from qatcore import demo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
+        return demo.run(epochs=15, qat_epochs=4, seed=0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import warnings
 
 import numpy as np
 import pytest
@@ -319,13 +318,8 @@ def test_distributed_calibration_merges_histograms(tmp_path) -> None:
 # ---- the demo -----------------------------------------------------------------------------------
 
 
-def test_demo_int8_accuracy_is_within_one_point_of_fp32() -> None:
-    require_module("sklearn")
-    from qatcore import demo
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
-        r = demo.run(epochs=15, qat_epochs=4, seed=0)
+def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
+    r = digits_demo
     assert r.fp32_accuracy > 95.0
     assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
     assert r.qat_accuracy >= r.torch_qat_accuracy - 0.5, (r.qat_accuracy, r.torch_qat_accuracy)

@@ -3,7 +3,8 @@
 ``prepare_qat(model, config)`` swaps the layers a ``RetrainConfig`` enables for
 quantized twins; train as usual (the first ``batch_num`` batches calibrate the
 activation clips with IFMR); ``export_int8(model)`` gives what an integer engine
-needs. Install with ``pip install qatcore[torch]``.
+needs, and ``export_onnx(model, example_input, path)`` writes an ONNX QDQ graph.
+Install with ``pip install qatcore[torch]`` (``qatcore[onnx]`` for the ONNX export).
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from ._modules import (
     prepare_qat,
     quantized_layers,
 )
+from ._onnx import OnnxExport, OnnxQuantizedLayer, export_onnx
 
 __all__ = [
     "ActivationFakeQuant",
     "ArqFunction",
+    "OnnxExport",
+    "OnnxQuantizedLayer",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
@@ -37,6 +41,7 @@ __all__ = [
     "WeightFakeQuant",
     "arq_fake_quant",
     "export_int8",
+    "export_onnx",
     "portable_fake_quant",
     "portable_ulq_backward",
     "prepare_qat",

@@ -1,0 +1,340 @@
+"""ONNX export of a QAT model as a QDQ graph (QuantizeLinear/DequantizeLinear pairs).
+
+Each quantized layer becomes an inference twin (:class:`_QdqLayer`) built from
+:func:`export_int8`: its input passes a QuantizeLinear/DequantizeLinear pair with the
+ULQ scale and zero point, its weight is an int8 initializer feeding a
+DequantizeLinear, and the float convolution or matrix product follows. PyTorch's
+``torch.export``-based exporter translates the twins (``quantized_decomposed`` ops)
+to ONNX; the quantization tensors are then given stable names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import qatcore
+
+from ._modules import QuantConv1d, QuantLinear, export_int8, quantized_layers
+
+# PyTorch's exporter writes opset 18 and converts to other versions; below 18 that
+# conversion fails (it keeps 18 or loses the node metadata).
+MIN_OPSET = 18
+INT8_MIN, INT8_MAX = -128, 127
+
+
+@dataclass(frozen=True)
+class OnnxQuantizedLayer:
+    """Where one quantized layer's tensors are in the exported graph, and their values.
+
+    ``input_quantized`` names the int8 output of the layer's input QuantizeLinear
+    (one name per call of the layer: a layer called twice has two);
+    ``weight_int8`` names the int8 weight initializer.
+    """
+
+    input_quantized: tuple[str, ...]
+    input_params: qatcore.QuantParams
+    weight_int8: str
+    weight_params: qatcore.QuantParams
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What :func:`export_onnx` wrote: the file, its opset, graph inputs and outputs, and
+    the quantized layers by module name."""
+
+    path: str
+    opset: int
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    layers: dict[str, OnnxQuantizedLayer]
+
+
+class _QdqLayer(nn.Module):
+    """Inference twin of a ``QuantLinear``/``QuantConv1d``/``QuantConv2d``."""
+
+    weight_int8: torch.Tensor
+    weight_scale: torch.Tensor
+    weight_zero_point: torch.Tensor
+
+    def __init__(self, layer: nn.Module, packed: dict[str, Any]) -> None:
+        super().__init__()
+        self.input_scale = float(packed["act_scale"])
+        self.input_zero_point = int(packed["act_zero_point"])
+        self.register_buffer("weight_int8", torch.from_numpy(packed["weight_int8"].copy()))
+        self.weight_axis = packed["weight_axis"]
+        if self.weight_axis is None:  # per tensor: constants of the graph
+            self.weight_scale_value = float(packed["weight_scale"])
+            self.weight_zero_point_value = int(packed["weight_zero_point"])
+        else:
+            self.register_buffer("weight_scale", torch.from_numpy(packed["weight_scale"].copy()))
+            zero_point = packed["weight_zero_point"].astype(np.int64)
+            self.register_buffer("weight_zero_point", torch.from_numpy(zero_point))
+        bias = packed["bias"]
+        self.bias = None if bias is None else nn.Parameter(torch.from_numpy(bias.copy()), False)
+        if isinstance(layer, QuantLinear):
+            self.kind = "linear"
+        else:
+            self.kind = "conv1d" if isinstance(layer, QuantConv1d) else "conv2d"
+            self.stride, self.dilation, self.groups = layer.stride, layer.dilation, layer.groups
+            self.padding: Any = layer.padding
+            self.pre_pad: tuple[Any, ...] | None = None
+            if layer.padding_mode != "zeros":
+                self.pre_pad = (layer._reversed_padding_repeated_twice, layer.padding_mode)
+                self.padding = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qd = torch.ops.quantized_decomposed
+        s, z = self.input_scale, self.input_zero_point
+        xq = qd.quantize_per_tensor(x, s, z, INT8_MIN, INT8_MAX, torch.int8)
+        x = qd.dequantize_per_tensor(xq, s, z, INT8_MIN, INT8_MAX, torch.int8)
+        if self.weight_axis is None:
+            w = qd.dequantize_per_tensor(
+                self.weight_int8,
+                self.weight_scale_value,
+                self.weight_zero_point_value,
+                INT8_MIN,
+                INT8_MAX,
+                torch.int8,
+            )
+        else:
+            w = qd.dequantize_per_channel(
+                self.weight_int8,
+                self.weight_scale,
+                self.weight_zero_point,
+                self.weight_axis,
+                INT8_MIN,
+                INT8_MAX,
+                torch.int8,
+            )
+        if self.kind == "linear":
+            return F.linear(x, w, self.bias)
+        if self.pre_pad is not None:
+            x = F.pad(x, self.pre_pad[0], mode=self.pre_pad[1])
+        conv: Any = F.conv1d if self.kind == "conv1d" else F.conv2d
+        return conv(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def _require_onnx() -> Any:
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError as e:
+        raise ImportError(
+            f"export_onnx needs onnx and onnxscript ({e}); install them with "
+            "pip install 'qatcore[onnx]'"
+        ) from None
+    # Registers torch.ops.quantized_decomposed, which the twins call.
+    import torch.ao.quantization.fx._decomposed  # noqa: F401
+
+    return onnx
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence what PyTorch's exporter says about its own internals (deprecations in
+    the libraries it uses, missing torchvision ops), not anything about the model."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def _owner(node: Any) -> str | None:
+    """The module name a node was traced in, from the exporter's ``namespace`` metadata
+    (``": Root/conv1: pkg.Class/op: target"``)."""
+    scopes = node.metadata_props.get("namespace", "").split("/")
+    return scopes[-2].partition(": ")[0] if len(scopes) >= 2 else None
+
+
+def _rename(value: Any, name: str, owners: set[Any]) -> None:
+    """Name a node output, or an initializer of the nodes ``owners``: one that the
+    exporter shares with other nodes (equal constants are merged) is copied first."""
+    import onnx_ir as ir  # the graph library of torch.onnx's exporter (onnxscript's)
+
+    if not value.is_initializer():
+        value.name = name
+        return
+    graph = value.graph
+    if name in graph.initializers:
+        return
+    if all(u.node in owners for u in value.uses()):
+        value.name = name
+        return
+    own = ir.Value(
+        name=name,
+        shape=value.shape,
+        type=value.type,
+        const_value=ir.tensor(value.const_value.numpy().copy(), name=name),
+    )
+    graph.register_initializer(own)
+    for use in list(value.uses()):
+        if use.node in owners:
+            use.node.replace_input_with(use.idx, own)
+
+
+def _name_quantization_tensors(model: Any, layers: dict[str, Any]) -> dict[str, list[str]]:
+    """Give each twin's quantization tensors stable names: ``<layer>.input_quantized``
+    (int8) and ``<layer>.input_dequantized`` from the input pair, with its
+    ``<layer>.input_scale`` and ``<layer>.input_zero_point``; ``<layer>.weight_int8``
+    (the initializer), ``<layer>.weight_scale``, ``<layer>.weight_zero_point`` and
+    ``<layer>.weight_dequantized``. A layer called more than once numbers its
+    further input pairs (``.1``, ``.2``). Returns the input_quantized names by layer."""
+    quantized: dict[str, list[str]] = {name: [] for name in layers}
+    for node in list(model.graph):
+        owner = _owner(node)
+        if owner not in layers:
+            continue
+        if node.op_type == "QuantizeLinear":
+            suffix = f".{len(quantized[owner])}" if quantized[owner] else ""
+            pair = {node, *(u for u in node.outputs[0].consumers())}
+            node.name = f"{owner}/input_quantize{suffix}"
+            _rename(node.outputs[0], f"{owner}.input_quantized{suffix}", pair)
+            quantized[owner].append(node.outputs[0].name)
+            for user in node.outputs[0].consumers():
+                user.name = f"{owner}/input_dequantize{suffix}"
+                _rename(user.outputs[0], f"{owner}.input_dequantized{suffix}", pair)
+            _rename(node.inputs[1], f"{owner}.input_scale", pair)
+            _rename(node.inputs[2], f"{owner}.input_zero_point", pair)
+        elif node.op_type == "DequantizeLinear" and node.inputs[0].name == f"{owner}.weight_int8":
+            node.name = f"{owner}/weight_dequantize"
+            _rename(node.outputs[0], f"{owner}.weight_dequantized", {node})
+            _rename(node.inputs[1], f"{owner}.weight_scale", {node})
+            _rename(node.inputs[2], f"{owner}.weight_zero_point", {node})
+    missing = [n for n, q in quantized.items() if not q]
+    if missing:
+        raise RuntimeError(
+            f"export_onnx: found no input QuantizeLinear for {missing} in the exported graph"
+        )
+    return quantized
+
+
+def export_onnx(
+    model: nn.Module,
+    example_input: torch.Tensor | Sequence[torch.Tensor],
+    path: str | os.PathLike[str],
+    *,
+    opset: int = 18,
+    dynamic_batch: bool = True,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+) -> OnnxExport:
+    """Write a calibrated QAT model (from :func:`prepare_qat`) as an ONNX QDQ graph.
+
+    Every quantized layer's weight is stored as int8 (per output channel or per
+    tensor, as trained) feeding a DequantizeLinear; its input activation passes a
+    QuantizeLinear/DequantizeLinear pair with the ULQ scale and zero point. Layers
+    left float by the configuration, and everything else in the model, export as
+    PyTorch's exporter writes them, in eval mode. The graph passes
+    ``onnx.checker.check_model(full_check=True)``.
+
+    ``example_input`` is the model's input (a tensor, or a sequence of tensors for
+    several arguments). With ``dynamic_batch`` the first dimension of every input
+    is left free where the model allows it (give a batch of at least 2).
+    ONNX's QuantizeLinear divides by the scale where the SPEC multiplies by its
+    float32 reciprocal; see the README ("ONNX export") for when that differs.
+    Needs ``pip install 'qatcore[onnx]'``.
+    """
+    onnx = _require_onnx()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    args = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
+    if not args or not all(isinstance(a, torch.Tensor) for a in args):
+        raise TypeError("example_input: expected a tensor or a non-empty sequence of tensors")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+    max_opset = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise TypeError(f"opset: expected an int, got {type(opset).__name__}")
+    if not MIN_OPSET <= opset <= max_opset:
+        raise ValueError(
+            f"opset: expected {MIN_OPSET}..{max_opset} (PyTorch's exporter, onnx "
+            f"{onnx.__version__}), got {opset}"
+        )
+    if dynamic_batch and any(a.ndim == 0 or a.shape[0] < 2 for a in args):
+        raise ValueError(
+            "example_input: dynamic_batch=True needs a batch of at least 2 in every input "
+            "(torch.export fixes a dimension of size 1); pass dynamic_batch=False to keep "
+            "the example's shapes"
+        )
+
+    layers = quantized_layers(model)
+    packed = export_int8(model)
+    for name, m in layers.items():
+        bits = (m.act_quant.quantizer.num_bits, m.weight_quant.num_bits)
+        if bits != (8, 8):
+            raise ValueError(
+                f"export_onnx: layer {name!r} is quantized to {bits} bits (activation, "
+                "weight); ONNX QDQ export writes int8 only"
+            )
+    # The copy takes each quantized layer's twin in its place (and leaves the model as
+    # is); the export traces on the CPU.
+    memo: dict[int, Any] = {id(m): _QdqLayer(m, packed[name]) for name, m in layers.items()}
+    twin = copy.deepcopy(model, memo).cpu().eval()
+    args = tuple(a.detach().cpu() for a in args)
+
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch")
+        dynamic_shapes = tuple({0: batch} for _ in args)
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            twin,
+            args,
+            dynamo=True,
+            opset_version=opset,
+            dynamic_shapes=dynamic_shapes,
+            input_names=None if input_names is None else list(input_names),
+            output_names=None if output_names is None else list(output_names),
+            verbose=False,
+        )
+    assert program is not None
+    if program.model.opset_imports.get("") != opset:
+        raise RuntimeError(
+            f"export_onnx: PyTorch's exporter wrote opset "
+            f"{program.model.opset_imports.get('')}, not the requested {opset}"
+        )
+    names = _name_quantization_tensors(program.model, layers)
+    program.model.producer_name = "qatcore"
+    program.model.producer_version = qatcore.__version__
+    path = os.fspath(path)
+    program.save(path)
+    onnx.checker.check_model(path, full_check=True)
+
+    out_layers = {}
+    for name, p in packed.items():
+        out_layers[name] = OnnxQuantizedLayer(
+            input_quantized=tuple(names[name]),
+            input_params=qatcore.QuantParams(
+                p["act_scale"], np.array(p["act_zero_point"], dtype=np.int32)
+            ),
+            weight_int8=f"{name}.weight_int8",
+            weight_params=qatcore.QuantParams(
+                p["weight_scale"], p["weight_zero_point"], axis=p["weight_axis"]
+            ),
+        )
+    graph = program.model.graph
+    return OnnxExport(
+        path=path,
+        opset=opset,
+        input_names=tuple(str(v.name) for v in graph.inputs),
+        output_names=tuple(str(v.name) for v in graph.outputs),
+        layers=out_layers,
+    )
