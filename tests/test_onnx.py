@@ -121,10 +121,15 @@ class Run:
 
 
 def run_torch(case: Case) -> Run:
-    inputs: dict[str, np.ndarray] = {}
+    """The PyTorch QAT model, with each quantized layer's float input and its codes;
+    checks that the layer's fake-quantized activation is those codes dequantized with
+    the exported scale and zero point."""
+    seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     hooks = [
-        m.act_quant.register_forward_pre_hook(
-            lambda mod, args, name=name: inputs.__setitem__(name, args[0].numpy().copy())
+        m.act_quant.register_forward_hook(
+            lambda mod, args, out, name=name: seen.__setitem__(
+                name, (args[0].numpy().copy(), out.numpy().copy())
+            )
         )
         for name, m in qt.quantized_layers(case.model).items()
     ]
@@ -134,24 +139,37 @@ def run_torch(case: Case) -> Run:
     finally:
         for h in hooks:
             h.remove()
-    codes = {
-        n: qatcore.quantize(v, case.exported.layers[n].input_params) for n, v in inputs.items()
-    }
+    inputs, codes = {}, {}
+    for name, (x, fake_quantized) in seen.items():
+        params = case.exported.layers[name].input_params
+        inputs[name], codes[name] = x, qatcore.quantize(x, params)
+        assert_same_floats(fake_quantized, qatcore.dequantize(codes[name], params), name)
     return Run(logits, inputs, codes)
 
 
 def run_onnx(case: Case, x: np.ndarray | None = None) -> Run:
-    """ONNX Runtime without graph optimizations, with every layer's int8 input codes
-    (the QuantizeLinear outputs) as extra graph outputs."""
+    """ONNX Runtime without graph optimizations, with every quantized layer's float
+    input and int8 codes (a QuantizeLinear's input and output) as extra graph outputs."""
     proto = onnx.load(case.exported.path)
-    names = {n: layer.input_quantized[0] for n, layer in case.exported.layers.items()}
-    for tensor in names.values():
-        proto.graph.output.append(
-            onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.INT8, None)
-        )
+    quantize = {n.output[0]: n for n in proto.graph.node if n.op_type == "QuantizeLinear"}
     feed = case.x.numpy() if x is None else x
-    logits, *codes = session(proto, optimize=False).run(None, {case.exported.input_names[0]: feed})
-    return Run(logits, {}, dict(zip(names, codes)))
+    graph_input = case.exported.input_names[0]
+    extra = []
+    for layer in case.exported.layers.values():
+        float_input = quantize[layer.input_quantized[0]].input[0]
+        extra += [
+            (float_input, onnx.TensorProto.FLOAT),
+            (layer.input_quantized[0], onnx.TensorProto.INT8),
+        ]
+    for tensor, dtype in extra:
+        if tensor != graph_input:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(tensor, dtype, None))
+    logits, *values = session(proto, optimize=False).run(None, {graph_input: feed})
+    found = dict(zip([t for t, _ in extra if t != graph_input], values), **{graph_input: feed})
+    layers = case.exported.layers
+    inputs = {n: found[quantize[q.input_quantized[0]].input[0]] for n, q in layers.items()}
+    codes = {n: found[q.input_quantized[0]] for n, q in layers.items()}
+    return Run(logits, inputs, codes)
 
 
 def implied_logit_tolerance(case: Case, pt: Run, rt: Run) -> np.ndarray:
@@ -173,31 +191,37 @@ def implied_logit_tolerance(case: Case, pt: Run, rt: Run) -> np.ndarray:
     return float(p.scale) * steps @ wq.T + gamma * ((a_pt + a_rt) @ wq.T + 2 * bias)
 
 
-def flips_are_at_rounding_boundaries(case: Case, pt: Run, rt: Run, name: str) -> np.ndarray:
-    """Distance, in steps, of each flipped element's PyTorch value from the half-step
-    boundary between the two codes."""
-    p = case.exported.layers[name].input_params
-    t = pt.inputs[name].astype(np.float64) / float(p.scale)
-    flipped = rt.codes[name] != pt.codes[name]
-    return np.abs(t[flipped] - np.floor(t[flipped]) - 0.5)
+def in_graph_order(case: Case) -> list[str]:
+    proto = onnx.load(case.exported.path)
+    names = [n.name for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    return [name for name in case.exported.layers if f"{name}/input_quantize" in names]
 
 
 @pytest.mark.parametrize("which", ["digits", "mixed"])
 def test_onnx_runtime_computes_the_pytorch_qat_model(which, request) -> None:
     case: Case = request.getfixturevalue(which)
     pt, rt = run_torch(case), run_onnx(case)
-    assert set(rt.codes) == set(qt.quantized_layers(case.model))
+    order = in_graph_order(case)
+    assert order[0] == case.first and set(order) == set(qt.quantized_layers(case.model))
     # The model input is quantized from identical floats: identical codes.
     assert np.array_equal(rt.codes[case.first], pt.codes[case.first])
     report = {}
-    for name, codes in rt.codes.items():
-        diff = codes.astype(np.int32) - pt.codes[name]
+    moved = np.zeros(len(case.x), dtype=bool)  # samples where an earlier layer's codes differ
+    for name in order:
+        diff = rt.codes[name].astype(np.int32) - pt.codes[name]
         flips = int(np.count_nonzero(diff))
-        report[name] = f"{flips}/{diff.size}"
-        assert np.abs(diff).max() <= 1, (name, report)
+        # Where every earlier code agrees, the float inputs differ only by the order of
+        # float32 accumulation: by under 1% of a step (the worst-case float32 bound for
+        # these fan-ins is of that order; measured: at most 1.6e-4), so any flip there
+        # straddles a rounding boundary. Downstream of a flip they differ by what that
+        # step moved.
+        scale = float(case.exported.layers[name].input_params.scale)
+        gap = np.abs(rt.inputs[name][~moved].astype(np.float64) - pt.inputs[name][~moved])
+        report[name] = f"{flips}/{diff.size} flips, float gap {gap.max(initial=0) / scale:.1e} step"
+        assert np.abs(diff).max() <= 1, report
         assert flips <= MAX_FLIP_FRACTION * diff.size, report
-        # Each flip sits on a rounding boundary: float32 accumulation order moved it.
-        assert (flips_are_at_rounding_boundaries(case, pt, rt, name) < 1e-3).all(), report
+        assert gap.max(initial=0) < 1e-2 * scale, report
+        moved |= diff.reshape(len(diff), -1).any(axis=1)
     error = np.abs(rt.logits.astype(np.float64) - pt.logits)
     tolerance = implied_logit_tolerance(case, pt, rt)
     assert (error <= tolerance).all(), (error.max(), report)
@@ -314,32 +338,93 @@ def test_static_batch_export(mixed, tmp_path) -> None:
 
 
 def test_bad_arguments_are_named(mixed, tmp_path) -> None:
-    path = tmp_path / "m.onnx"
+    path, x = tmp_path / "m.onnx", mixed.x[:2]
     uncalibrated = qt.prepare_qat(Mixed(), RetrainConfig.from_dict(MIXED_CONFIG))
     with pytest.raises(RuntimeError, match="^export_int8: layer 'conv1d' is not calibrated"):
-        qt.export_onnx(uncalibrated, mixed.x[:2], path)
-    with pytest.raises(ValueError, match=r"^opset: expected 18\.\.\d+ .*got 17"):
-        qt.export_onnx(mixed.model, mixed.x[:2], path, opset=17)
-    with pytest.raises(TypeError, match="^opset: expected an int"):
-        qt.export_onnx(mixed.model, mixed.x[:2], path, opset="18")
-    with pytest.raises(TypeError, match="^example_input: expected a tensor"):
-        qt.export_onnx(mixed.model, mixed.x[:2].numpy(), path)
-    with pytest.raises(ValueError, match="^example_input: dynamic_batch=True needs a batch"):
-        qt.export_onnx(mixed.model, mixed.x[:1], path)
-    with pytest.raises(TypeError, match="^model: expected a torch.nn.Module"):
-        qt.export_onnx("model", mixed.x[:2], path)
-    with pytest.raises(TypeError, match="^path: expected a str or os.PathLike"):
-        qt.export_onnx(mixed.model, mixed.x[:2], 3)
+        qt.export_onnx(uncalibrated, x, path)
+    bad = [
+        (dict(opset=17), ValueError, r"^opset: expected 18\.\.\d+ .*got 17"),
+        (dict(opset="18"), TypeError, "^opset: expected an int"),
+        (dict(example_input=x.numpy()), TypeError, "^example_input: expected a tensor"),
+        (dict(example_input=3), TypeError, "^example_input: expected a tensor"),
+        (dict(example_input=x[:1]), ValueError, "^example_input: dynamic_batch=True needs"),
+        (dict(example_input=(x, x[:1])), ValueError, "^example_input: dynamic_batch=True"),
+        (dict(model="model"), TypeError, "^model: expected a torch.nn.Module"),
+        (dict(path=3), TypeError, "^path: expected a str or os.PathLike"),
+        (dict(dynamic_batch="no"), TypeError, "^dynamic_batch: expected a bool"),
+        (dict(input_names="x"), TypeError, "^input_names: expected a sequence of str"),
+        (dict(input_names=[1]), TypeError, "^input_names: expected a sequence of str"),
+        (dict(input_names=["a", "b"]), ValueError, "^input_names: expected 1 names"),
+        (dict(output_names=3), TypeError, "^output_names: expected a sequence of str"),
+        (dict(output_names=["a", "b"]), ValueError, "^output_names: expected 1 names"),
+    ]
+    for change, error, message in bad:
+        kwargs = {"model": mixed.model, "example_input": x, "path": path, **change}
+        with pytest.raises(error, match=message):
+            qt.export_onnx(**kwargs)
     assert not path.exists()
 
 
-def test_only_int8_layers_export(tmp_path) -> None:
+def test_only_int8_float32_layers_export(tmp_path) -> None:
     model = qt.prepare_qat(nn.Sequential(nn.Linear(4, 3)))
     layer = model.get_submodule("0")
     layer.weight_quant = qt.WeightFakeQuant(layer.layer_config.retrain_weight_config, 3, num_bits=4)
     model(torch.randn(8, 4))
-    with pytest.raises(ValueError, match=r"^export_onnx: layer '0' is quantized to \(8, 4\) bits"):
+    with pytest.raises(ValueError, match=r"^model: layer '0' is quantized to \(8, 4\) bits"):
         qt.export_onnx(model, torch.randn(2, 4), tmp_path / "m.onnx")
+    model = qt.prepare_qat(nn.Sequential(nn.Linear(4, 3)).double())
+    with pytest.raises(TypeError, match="^model: layer '0' has torch.float64 weights"):
+        qt.export_onnx(model, torch.randn(2, 4, dtype=torch.float64), tmp_path / "m.onnx")
+
+
+class Shared(nn.Module):
+    """One Linear applied twice, and an auxiliary head that only training calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+        self.aux = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.body(torch.relu(self.body(x))))
+        assert h.shape[1] == self.head.in_features  # the twins keep the layers' attributes
+        return (self.head(h), self.aux(h)) if self.training else self.head(h)
+
+
+def test_reused_layers_and_training_only_layers(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = qt.prepare_qat(Shared())
+    model(torch.randn(16, 6))  # calibrates all three (body on its first call)
+    model.eval()
+    exported = qt.export_onnx(model, torch.randn(2, 6), tmp_path / "shared.onnx")
+    assert set(exported.layers) == {"body", "head"}  # aux is not in the eval graph
+    assert exported.layers["body"].input_quantized == (
+        "body.input_quantized",
+        "body.input_quantized.1",
+    )
+    proto, nodes, _ = graph_tensors(exported.path)
+    onnx.checker.check_model(proto, full_check=True)
+    for pair in ("body/input_quantize", "body/input_quantize.1"):
+        assert list(nodes[pair].input[1:]) == ["body.input_scale", "body.input_zero_point"]
+    assert not any(n.startswith("aux") for n in nodes)
+    x = torch.randn(64, 6)
+    (logits,) = session(proto, optimize=False).run(None, {exported.input_names[0]: x.numpy()})
+    with torch.no_grad():
+        assert np.abs(logits - model(x).numpy()).max() < 1e-5
+
+
+def test_nan_has_no_code_in_onnx(mixed) -> None:
+    """The SPEC carries NaN through fake quantization; QuantizeLinear has no NaN code,
+    so the exported model turns a NaN input into a finite one."""
+    x = mixed.x[:4].clone()
+    x[1, 0, 3] = float("nan")
+    with torch.no_grad():
+        want = mixed.model(x).numpy()
+    got = run_onnx(mixed, x.numpy()).logits
+    assert np.isnan(want[1]).all() and np.isfinite(got[1]).all()
+    rows = [0, 2, 3]
+    assert np.abs(got[rows] - want[rows]).max() < 1e-5
 
 
 def test_demo_prints_onnx_runtime_accuracy(tmp_path, capsys) -> None:

@@ -61,6 +61,20 @@ class OnnxExport:
     layers: dict[str, OnnxQuantizedLayer]
 
 
+_LAYER_ATTRIBUTES = (
+    "in_features",
+    "out_features",
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+)
+
+
 class _QdqLayer(nn.Module):
     """Inference twin of a ``QuantLinear``/``QuantConv1d``/``QuantConv2d``."""
 
@@ -68,8 +82,11 @@ class _QdqLayer(nn.Module):
     weight_scale: torch.Tensor
     weight_zero_point: torch.Tensor
 
-    def __init__(self, layer: nn.Module, packed: dict[str, Any]) -> None:
+    def __init__(
+        self, layer: nn.Module, packed: dict[str, Any], name: str, traced: set[str]
+    ) -> None:
         super().__init__()
+        self.name, self.traced = name, traced
         self.input_scale = float(packed["act_scale"])
         self.input_zero_point = int(packed["act_zero_point"])
         self.register_buffer("weight_int8", torch.from_numpy(packed["weight_int8"].copy()))
@@ -83,18 +100,30 @@ class _QdqLayer(nn.Module):
             self.register_buffer("weight_zero_point", torch.from_numpy(zero_point))
         bias = packed["bias"]
         self.bias = None if bias is None else nn.Parameter(torch.from_numpy(bias.copy()), False)
-        if isinstance(layer, QuantLinear):
-            self.kind = "linear"
-        else:
-            self.kind = "conv1d" if isinstance(layer, QuantConv1d) else "conv2d"
-            self.stride, self.dilation, self.groups = layer.stride, layer.dilation, layer.groups
-            self.padding: Any = layer.padding
-            self.pre_pad: tuple[Any, ...] | None = None
-            if layer.padding_mode != "zeros":
-                self.pre_pad = (layer._reversed_padding_repeated_twice, layer.padding_mode)
-                self.padding = 0
+        # The float layer's shape attributes, for a forward that reads them.
+        for attr in _LAYER_ATTRIBUTES:
+            if hasattr(layer, attr):
+                setattr(self, attr, getattr(layer, attr))
+        self.conv: Any = None  # None: a Linear
+        if not isinstance(layer, QuantLinear):
+            self.conv = F.conv1d if isinstance(layer, QuantConv1d) else F.conv2d
+            padding: Any = layer.padding
+            self.pre_pad: tuple[Any, str] | None = None
+            if layer.padding_mode != "zeros":  # padded first, as nn.Conv does
+                self.pre_pad = (layer._reversed_padding_repeated_twice, str(layer.padding_mode))
+                padding = 0
+            self.conv_args = (layer.stride, padding, layer.dilation, layer.groups)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        raise RuntimeError(
+            f"export_onnx: the model's forward reads {self.name}.weight itself; in the "
+            f"exported graph a quantized layer's weight exists only as int8 codes "
+            f"({self.name}.weight_int8) for the layer's own use"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.traced.add(self.name)  # (torch.export would undo a change to an attribute)
         qd = torch.ops.quantized_decomposed
         s, z = self.input_scale, self.input_zero_point
         xq = qd.quantize_per_tensor(x, s, z, INT8_MIN, INT8_MAX, torch.int8)
@@ -118,12 +147,11 @@ class _QdqLayer(nn.Module):
                 INT8_MAX,
                 torch.int8,
             )
-        if self.kind == "linear":
+        if self.conv is None:
             return F.linear(x, w, self.bias)
         if self.pre_pad is not None:
             x = F.pad(x, self.pre_pad[0], mode=self.pre_pad[1])
-        conv: Any = F.conv1d if self.kind == "conv1d" else F.conv2d
-        return conv(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self.conv(x, w, self.bias, *self.conv_args)
 
 
 def _require_onnx() -> Any:
@@ -165,15 +193,25 @@ def _owner(node: Any) -> str | None:
 
 
 def _rename(value: Any, name: str, owners: set[Any]) -> None:
-    """Name a node output, or an initializer of the nodes ``owners``: one that the
-    exporter shares with other nodes (equal constants are merged) is copied first."""
+    """Name a node output, or an initializer of the nodes ``owners``. The exporter merges
+    equal constants: one shared with other nodes is copied first, and one equal to an
+    initializer that already has the name (a layer's further input pairs) uses that."""
     import onnx_ir as ir  # the graph library of torch.onnx's exporter (onnxscript's)
 
     if not value.is_initializer():
         value.name = name
         return
     graph = value.graph
-    if name in graph.initializers:
+    existing = graph.initializers.get(name)
+    if existing is not None:  # a layer's second input pair: the same scale and zero point
+        if existing is not value and np.array_equal(
+            existing.const_value.numpy(), value.const_value.numpy()
+        ):
+            for use in list(value.uses()):
+                if use.node in owners:
+                    use.node.replace_input_with(use.idx, existing)
+            if not list(value.uses()):
+                graph.initializers.pop(value.name)
         return
     if all(u.node in owners for u in value.uses()):
         value.name = name
@@ -226,6 +264,21 @@ def _name_quantization_tensors(model: Any, layers: dict[str, Any]) -> dict[str, 
     return quantized
 
 
+def _names(names: Any, what: str, count: int | None) -> list[str] | None:
+    if names is None:
+        return None
+    if (
+        not isinstance(names, Sequence)
+        or isinstance(names, str)
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise TypeError(f"{what}: expected a sequence of str, got {names!r}")
+    names = list(names)
+    if count is not None and len(names) != count:
+        raise ValueError(f"{what}: expected {count} names (one per input), got {len(names)}")
+    return names
+
+
 def export_onnx(
     model: nn.Module,
     example_input: torch.Tensor | Sequence[torch.Tensor],
@@ -242,20 +295,24 @@ def export_onnx(
     tensor, as trained) feeding a DequantizeLinear; its input activation passes a
     QuantizeLinear/DequantizeLinear pair with the ULQ scale and zero point. Layers
     left float by the configuration, and everything else in the model, export as
-    PyTorch's exporter writes them, in eval mode. The graph passes
-    ``onnx.checker.check_model(full_check=True)``.
+    PyTorch's exporter writes them, in eval mode; a quantized layer that the eval-mode
+    forward does not call (an auxiliary training head) is not in the graph. The graph
+    passes ``onnx.checker.check_model(full_check=True)``. The model is not changed.
 
     ``example_input`` is the model's input (a tensor, or a sequence of tensors for
-    several arguments). With ``dynamic_batch`` the first dimension of every input
-    is left free where the model allows it (give a batch of at least 2).
-    ONNX's QuantizeLinear divides by the scale where the SPEC multiplies by its
-    float32 reciprocal; see the README ("ONNX export") for when that differs.
-    Needs ``pip install 'qatcore[onnx]'``.
+    several arguments). With ``dynamic_batch`` the first dimension of every input is
+    one dynamic ``batch`` (give a batch of at least 2; torch.export raises if the
+    model fixes it). ONNX's QuantizeLinear divides by the scale where the SPEC
+    multiplies by its float32 reciprocal, and has no code for NaN; see the README
+    ("ONNX export") for what that changes. Needs ``pip install 'qatcore[onnx]'``.
     """
     onnx = _require_onnx()
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    args = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
+    if isinstance(example_input, torch.Tensor):
+        args: tuple[Any, ...] = (example_input,)
+    else:
+        args = tuple(example_input) if isinstance(example_input, Sequence) else ()
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
         raise TypeError("example_input: expected a tensor or a non-empty sequence of tensors")
     if not isinstance(path, (str, os.PathLike)):
@@ -268,25 +325,39 @@ def export_onnx(
             f"opset: expected {MIN_OPSET}..{max_opset} (PyTorch's exporter, onnx "
             f"{onnx.__version__}), got {opset}"
         )
-    if dynamic_batch and any(a.ndim == 0 or a.shape[0] < 2 for a in args):
+    if not isinstance(dynamic_batch, bool):
+        raise TypeError(f"dynamic_batch: expected a bool, got {type(dynamic_batch).__name__}")
+    if dynamic_batch and (
+        any(a.ndim == 0 for a in args) or len({a.shape[0] for a in args}) != 1 or len(args[0]) < 2
+    ):
         raise ValueError(
-            "example_input: dynamic_batch=True needs a batch of at least 2 in every input "
-            "(torch.export fixes a dimension of size 1); pass dynamic_batch=False to keep "
-            "the example's shapes"
+            "example_input: dynamic_batch=True needs one batch of at least 2 along the first "
+            "dimension of every input (torch.export fixes a dimension of size 1); got shapes "
+            f"{[tuple(a.shape) for a in args]}; pass dynamic_batch=False to keep them"
         )
+    input_names = _names(input_names, "input_names", len(args))
+    output_names = _names(output_names, "output_names", None)
 
     layers = quantized_layers(model)
-    packed = export_int8(model)
     for name, m in layers.items():
         bits = (m.act_quant.quantizer.num_bits, m.weight_quant.num_bits)
         if bits != (8, 8):
             raise ValueError(
-                f"export_onnx: layer {name!r} is quantized to {bits} bits (activation, "
-                "weight); ONNX QDQ export writes int8 only"
+                f"model: layer {name!r} is quantized to {bits} bits (activation, weight); "
+                "ONNX QDQ export writes int8 only"
             )
+        if m.weight.dtype != torch.float32:
+            raise TypeError(
+                f"model: layer {name!r} has {m.weight.dtype} weights; the export writes a "
+                "float32 graph (call model.float() first)"
+            )
+    packed = export_int8(model)
     # The copy takes each quantized layer's twin in its place (and leaves the model as
     # is); the export traces on the CPU.
-    memo: dict[int, Any] = {id(m): _QdqLayer(m, packed[name]) for name, m in layers.items()}
+    traced: set[str] = set()  # the layers that the traced forward calls
+    memo: dict[int, Any] = {
+        id(m): _QdqLayer(m, packed[name], name, traced) for name, m in layers.items()
+    }
     twin = copy.deepcopy(model, memo).cpu().eval()
     args = tuple(a.detach().cpu() for a in args)
 
@@ -301,17 +372,28 @@ def export_onnx(
             dynamo=True,
             opset_version=opset,
             dynamic_shapes=dynamic_shapes,
-            input_names=None if input_names is None else list(input_names),
-            output_names=None if output_names is None else list(output_names),
+            input_names=input_names,
+            output_names=output_names,
             verbose=False,
         )
     assert program is not None
-    if program.model.opset_imports.get("") != opset:
-        raise RuntimeError(
-            f"export_onnx: PyTorch's exporter wrote opset "
-            f"{program.model.opset_imports.get('')}, not the requested {opset}"
+    graph = program.model.graph
+    if program.model.opset_imports.get("") != opset or (
+        not any("namespace" in node.metadata_props for node in graph)
+    ):
+        raise ValueError(
+            f"opset: PyTorch's exporter did not write opset {opset} faithfully (its version "
+            "converter changed the opset or dropped the node metadata); it writes opset 18 "
+            "natively"
         )
-    names = _name_quantization_tensors(program.model, layers)
+    if output_names is not None and len(output_names) != len(graph.outputs):
+        raise ValueError(
+            f"output_names: expected {len(graph.outputs)} names (the model's outputs), "
+            f"got {len(output_names)}"
+        )
+    # A layer that the eval-mode forward never calls (an auxiliary training head) is
+    # not in the graph.
+    names = _name_quantization_tensors(program.model, {n: layers[n] for n in traced})
     program.model.producer_name = "qatcore"
     program.model.producer_version = qatcore.__version__
     path = os.fspath(path)
@@ -319,7 +401,8 @@ def export_onnx(
     onnx.checker.check_model(path, full_check=True)
 
     out_layers = {}
-    for name, p in packed.items():
+    for name in (n for n in layers if n in traced):
+        p = packed[name]
         out_layers[name] = OnnxQuantizedLayer(
             input_quantized=tuple(names[name]),
             input_params=qatcore.QuantParams(
@@ -330,7 +413,6 @@ def export_onnx(
                 p["weight_scale"], p["weight_zero_point"], axis=p["weight_axis"]
             ),
         )
-    graph = program.model.graph
     return OnnxExport(
         path=path,
         opset=opset,
