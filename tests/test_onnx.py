@@ -3,7 +3,7 @@
 ONNX Runtime runs with its graph optimizations off for the element-wise comparisons:
 every node then computes exactly what the ONNX operator defines (DequantizeLinear,
 then a float convolution or matrix product), so the only differences from PyTorch
-are float32 accumulation order and QuantizeLinear's division (README, "ONNX export").
+are float32 accumulation order, QuantizeLinear's division and NaN (README, "ONNX export").
 The default session (integer kernels where ONNX Runtime fuses the QDQ pairs) is
 checked on accuracy.
 """
@@ -173,10 +173,11 @@ def run_onnx(case: Case, x: np.ndarray | None = None) -> Run:
 
 
 def implied_logit_tolerance(case: Case, pt: Run, rt: Run) -> np.ndarray:
-    """|logits_onnx - logits_torch| <= s * |Wq| @ |dq| + 2 * gamma_(n+1) * (|Wq| @ |a| + |b|)
-    for the last layer (logits = Wq @ a + b): the one-step code differences dq of its
-    input, each worth one scale step s, plus the float32 rounding of an (n+1)-term dot
-    product in either order (Higham's bound, gamma_k = k u / (1 - k u))."""
+    """|logits_onnx - logits_torch| <= s |Wq| @ |dq| + gamma(n+1) (|Wq| @ (|a| + |a'|) + 2 |b|)
+    for the last layer (logits = Wq @ a + b, fan-in n): the one-step code differences dq
+    of its input, each worth one scale step s, plus the float32 rounding of an
+    (n+1)-term dot product in any order on either side (Higham's bound,
+    gamma(k) = k u / (1 - k u))."""
     layer = case.model.get_submodule(case.last)
     info = case.exported.layers[case.last]
     w = layer.weight.detach().numpy()
