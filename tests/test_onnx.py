@@ -93,9 +93,7 @@ def mixed(tmp_path_factory) -> Case:
 
 @pytest.fixture(scope="module")
 def digits(digits_demo, tmp_path_factory) -> Case:
-    from qatcore import demo
-
-    data = demo.load_digits(0)
+    data = digits_demo.data
     model = digits_demo.model.eval()
     path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
     return Case(model, qt.export_onnx(model, data.x_test[:2], path), data.x_test, "conv1", "fc2")
@@ -232,7 +230,7 @@ def test_onnx_runtime_computes_the_pytorch_qat_model(which, request) -> None:
 def test_digits_accuracy_in_onnx_runtime_equals_pytorch(digits, digits_demo) -> None:
     from qatcore import demo
 
-    data = demo.load_digits(0)
+    data = digits_demo.data
     x, y = data.x_test.numpy(), data.y_test.numpy()
     want = run_torch(digits).logits
     proto = onnx.load(digits.exported.path)

@@ -159,6 +159,7 @@ class DemoResult:
     qat_step_ms: float
     torch_qat_step_ms: float
     model: nn.Module
+    data: Digits
 
 
 def run(
@@ -184,7 +185,9 @@ def run(
     def ms(times: list[float]) -> float:
         return float(np.median(times)) * 1e3
 
-    return DemoResult(fp32_acc, qat_acc, ref_acc, ms(fp32_times), ms(qat_times), ms(ref_times), qat)
+    return DemoResult(
+        fp32_acc, qat_acc, ref_acc, ms(fp32_times), ms(qat_times), ms(ref_times), qat, data
+    )
 
 
 def plot_calibration(model: nn.Module, path: str) -> None:
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.onnx:
         from qatcore.torch import export_onnx
 
-        data = load_digits(args.seed)
+        data = r.data
         exported = export_onnx(r.model.eval(), data.x_test[:2], args.onnx)
         print(
             f"ONNX QDQ model written to {exported.path} (opset {exported.opset}, "
