@@ -275,7 +275,7 @@ def test_exported_int8_weights_are_qatcore_quantize_of_the_trained_weights(which
         q = nodes[f"{name}/input_quantize"]
         act = layer.act_quant
         want = qatcore.ulq_params(
-            act.clip_min.item(), act.clip_max.item(), fixed_min=act.quantizer.fixed_min
+            act.clip_min.item(), act.clip_max.item(), fixed_min=act.fixed_min
         )
         assert_same_floats(inits[q.input[1]], want.scale, name)
         assert inits[q.input[2]].dtype == np.int8 and inits[q.input[2]] == want.zero_point
@@ -367,7 +367,13 @@ def test_bad_arguments_are_named(mixed, tmp_path) -> None:
 def test_only_int8_float32_layers_export(tmp_path) -> None:
     model = qt.prepare_qat(nn.Sequential(nn.Linear(4, 3)))
     layer = model.get_submodule("0")
-    layer.weight_quant = qt.WeightFakeQuant(layer.layer_config.retrain_weight_config, 3, num_bits=4)
+
+    class FourBits(qatcore.WeightScheme):  # no dst_type asks for 4 bits yet
+        @property
+        def num_bits(self) -> int:
+            return 4
+
+    layer.weight_quant.scheme = FourBits(layer.layer_config.retrain_weight_config)
     model(torch.randn(8, 4))
     with pytest.raises(ValueError, match=r"^model: layer '0' is quantized to \(8, 4\) bits"):
         qt.export_onnx(model, torch.randn(2, 4), tmp_path / "m.onnx")

@@ -78,7 +78,7 @@ def test_warns_once_outside_the_recommended_range() -> None:
         r"range \[.*\] \(0.3 to 1.7 x the observed max",
     ):
         q.calibrate()
-    assert q.state_dict()["warned"] is True
+    assert q.state_dict()["calibration"]["warned"] is True
     inside = ActivationQuantizer(RetrainDataConfig(clip_max=float(np.max(data[0]))))
     inside.observe(data[0])
     with warnings.catch_warnings():
@@ -111,7 +111,8 @@ def test_state_dict_resumes_calibration_and_training() -> None:
     a = ActivationQuantizer(RetrainDataConfig(batch_num=3))
     a.observe(data[0])
     state = a.state_dict()
-    assert state["histogram"] is not None
+    assert state["calibration"]["histogram"] is not None
+    assert state["clip_min"] is None and state["clip_max"] is None
     b = ActivationQuantizer(RetrainDataConfig(batch_num=3))
     b.load_state_dict(state)
     for q in (a, b):
@@ -120,10 +121,76 @@ def test_state_dict_resumes_calibration_and_training() -> None:
     a.clip_max = 3.25
     c = ActivationQuantizer(RetrainDataConfig(batch_num=3))
     c.load_state_dict(a.state_dict())
-    assert c.calibrated and c.clip_max == 3.25 and c.state_dict()["histogram"] is None
+    saved = c.state_dict()
+    assert c.calibrated and c.clip_max == 3.25 and saved["calibration"]["histogram"] is None
+    # Each value once: the clips are the quantizer's, the calibration state holds none.
+    assert saved["clip_max"] == 3.25 and "clip_max" not in saved["calibration"]
     assert_same_floats(c.forward(data[0]), a.forward(data[0]))
-    with pytest.raises(ValueError, match="^state: missing key"):
+    with pytest.raises(ValueError, match="^state: expected a dict with the keys"):
         c.load_state_dict({})
+
+
+def _calibrating_state() -> dict:
+    q = ActivationQuantizer(RetrainDataConfig(batch_num=2))
+    q.observe(batches(1)[0])
+    return q.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda s: s["calibration"].update(calibrated="False"),
+            r"^state\['calibration'\]\['calibrated'\]: expected True or False, got 'False'",
+        ),
+        (
+            lambda s: s["calibration"].update(observed=[float("nan"), 1.0]),
+            r"^state\['calibration'\]\['observed'\]: expected finite values",
+        ),
+        (
+            lambda s: s["calibration"].update(batches_observed=True),
+            r"^state\['calibration'\]\['batches_observed'\]: expected an int",
+        ),
+        (
+            lambda s: s["calibration"].update(batches_observed=3),
+            r"^state\['calibration'\]\['batches_observed'\]: expected 0..2",
+        ),
+        (
+            lambda s: s["calibration"].update(histogram={"format": "other"}),
+            r"^state\['calibration'\]\['histogram'\]: state: expected format",
+        ),
+        (
+            lambda s: s["calibration"].update(clip_max=1.0),
+            r"^state\['calibration'\]: expected the keys .* unknown \['clip_max'\]",
+        ),
+        (lambda s: s.update(clip_max=2.0), r"^state: expected no clips before calibration"),
+    ],
+)
+def test_activation_load_refuses_bad_state_and_changes_nothing(edit, message) -> None:
+    q = ActivationQuantizer(RetrainDataConfig(batch_num=2))
+    data = batches(2)
+    q.observe(data[0])
+    before = q.state_dict()
+    state = _calibrating_state()
+    edit(state)
+    with pytest.raises(ValueError, match=message):
+        q.load_state_dict(state)
+    after = q.state_dict()
+    assert after["calibration"]["batches_observed"] == before["calibration"]["batches_observed"]
+    assert after["calibration"]["observed"] == before["calibration"]["observed"]
+    np.testing.assert_array_equal(
+        after["calibration"]["histogram"]["counts"], before["calibration"]["histogram"]["counts"]
+    )
+
+
+def test_activation_load_refuses_nan_clips_after_calibration() -> None:
+    q = ActivationQuantizer(RetrainDataConfig(clip_max=2.0, fixed_min=True))
+    q.calibrate()  # both bounds known without data
+    state = q.state_dict()
+    state["clip_max"] = float("nan")
+    with pytest.raises(ValueError, match=r"^state\['clip_max'\]: expected a finite number"):
+        q.load_state_dict(state)
+    assert q.clip_max == 2.0
 
 
 @pytest.mark.parametrize("channel_wise", [True, False])
@@ -158,6 +225,27 @@ def test_weight_quantizer_ulq(channel_wise: bool) -> None:
     other = WeightQuantizer(q.config)
     other.load_state_dict(q.state_dict())
     assert_same_floats(other.forward(w), y)
+
+
+def test_weight_load_refuses_clips_of_another_channel_count() -> None:
+    w = np.random.default_rng(2).standard_normal((16, 24)).astype(np.float32)
+    config = RetrainWeightConfig(weights_retrain_algo="ulq_quantize")
+    q = WeightQuantizer(config)
+    y = q.forward(w)
+    small = WeightQuantizer(config)
+    small.forward(w[:8])
+    with pytest.raises(ValueError, match=r"^state\['clip_min'\]: expected \(16,\) .*got shape \(8,\)"):
+        q.load_state_dict(small.state_dict())
+    assert_same_floats(q.forward(w), y)  # unchanged
+    bad = q.state_dict()
+    bad["clip_max"] = [float("nan")] * 16
+    with pytest.raises(ValueError, match=r"^state\['clip_max'\]: expected finite values"):
+        q.load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"^state\['clip_min'\]: expected a scalar"):
+        WeightQuantizer(RetrainWeightConfig("ulq_quantize", channel_wise=False)).load_state_dict(
+            q.state_dict()
+        )
+    assert_same_floats(q.forward(w), y)
 
 
 def test_a_numpy_model_learns_its_clips() -> None:

@@ -127,7 +127,7 @@ def test_prepare_qat_replaces_enabled_layers_only() -> None:
     qat = qt.prepare_qat(model, config)
     assert isinstance(qat[0], qt.QuantConv1d) and isinstance(qat[3], qt.QuantLinear)
     assert type(qat[5]) is torch.nn.Linear and type(model[0]) is torch.nn.Conv1d  # a copy
-    assert qat[3].weight_quant.config.weights_retrain_algo == "ulq_quantize"
+    assert qat[3].weight_quant.scheme.algorithm == "ulq_quantize"
     assert set(qt.quantized_layers(qat)) == {"0", "3"}
     with pytest.raises(ConfigError, match=r"^layers.conv9: no layer of that name in the model \("):
         qt.prepare_qat(model, RetrainConfig.from_dict({"layers": {"conv9": {}}}))
@@ -155,7 +155,11 @@ def test_calibration_batches_run_float_then_ifmr_sets_the_clips() -> None:
     assert not torch.equal(qat(batches[2]), model(batches[2]))
     qat.eval()
     fresh = qt.prepare_qat(model, config).eval()
-    with pytest.raises(RuntimeError, match="not calibrated; run the first batch_num=2 batches"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^forward in eval\(\) mode: layer '0' is not calibrated; run the first "
+        r"batch_num=2 batches through the model in train\(\) mode first \(0 so far\)",
+    ):
         fresh(batches[0])
 
 
@@ -228,7 +232,7 @@ def test_export_int8() -> None:
             layer.weight_quant(layer.weight).detach().numpy(),
         )
         act = qatcore.ulq_params(
-            e["act_clip_min"], e["act_clip_max"], fixed_min=layer.act_quant.quantizer.fixed_min
+            e["act_clip_min"], e["act_clip_max"], fixed_min=layer.act_quant.fixed_min
         )
         assert (e["act_scale"], e["act_zero_point"]) == (float(act.scale), int(act.zero_point))
     assert exported["3"]["weight_axis"] is None and exported["0"]["weight_axis"] == 0
@@ -323,3 +327,57 @@ def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
     assert r.fp32_accuracy > 95.0
     assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
     assert r.qat_accuracy >= r.torch_qat_accuracy - 0.5, (r.qat_accuracy, r.torch_qat_accuracy)
+
+
+def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None:
+    torch.manual_seed(0)
+    config = RetrainConfig.from_json(
+        {"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}}
+    )
+    model = qt.prepare_qat(
+        torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 3)),
+        config,
+    )
+    model(torch.randn(8, 2, 4, 4))
+    state = model.state_dict()
+    # The clips are parameters; the calibration state beside them holds none.
+    extra = state["0.act_quant._extra_state"]
+    assert extra["calibrated"] is True and not any("clip" in k for k in extra)
+    assert state["0.weight_quant.clip_max"].shape == (4,)
+    saved = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+    def refused(key: str, value, message: str) -> None:
+        bad = dict(state)
+        bad[key] = value
+        with pytest.raises(ValueError, match=message):
+            model.load_state_dict(bad)
+        for k, v in model.state_dict().items():  # nothing changed
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(v, saved[k]), k
+
+    refused(
+        "0.act_quant._extra_state",
+        {**extra, "calibrated": "False"},
+        r"^0\.act_quant\._extra_state\['calibrated'\]: expected True or False, got 'False'",
+    )
+    refused(
+        "0.act_quant._extra_state",
+        {**extra, "observed": [float("nan"), 1.0]},
+        r"^0\.act_quant\._extra_state\['observed'\]: expected finite values",
+    )
+    refused(
+        "0.act_quant.clip_max",
+        torch.tensor(float("nan")),
+        r"^0\.act_quant\.clip_max: expected finite values",
+    )
+    refused(
+        "0.weight_quant.clip_min",
+        torch.zeros(3),
+        r"^0\.weight_quant\.clip_min: expected a tensor of shape \(4,\), got \(3,\)",
+    )
+    # A checkpoint of the earlier layout (clips inside the calibration state) is refused.
+    refused(
+        "0.act_quant._extra_state",
+        {**extra, "clip_min": -1.0, "clip_max": 1.0},
+        r"^0\.act_quant\._extra_state: expected the keys .*unknown \['clip_min', 'clip_max'\]",
+    )

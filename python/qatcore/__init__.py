@@ -21,6 +21,7 @@ from .arq import ArqResult, arq, arq_params
 from .config import (
     ConfigError,
     LayerConfig,
+    QuantizationWarning,
     RetrainConfig,
     RetrainDataConfig,
     RetrainWeightConfig,
@@ -28,13 +29,16 @@ from .config import (
 from .histogram import Histogram
 from .ifmr import IfmrResult, ifmr
 from .quant import QuantParams, dequantize, fake_quantize, quantize
-from .quantizers import ActivationQuantizer, QuantizationWarning, WeightGrads, WeightQuantizer
+from .calibration import Calibration, Calibrator
+from .quantizers import ActivationQuantizer, WeightGrads, WeightQuantizer, WeightScheme
 from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = [
     "ISA_LEVELS",
     "ActivationQuantizer",
     "ArqResult",
+    "Calibration",
+    "Calibrator",
     "ConfigError",
     "Histogram",
     "IfmrResult",
@@ -48,6 +52,7 @@ __all__ = [
     "UlqGrads",
     "WeightGrads",
     "WeightQuantizer",
+    "WeightScheme",
     "__version__",
     "arq",
     "arq_params",

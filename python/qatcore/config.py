@@ -38,6 +38,7 @@ __all__ = [
     "WEIGHT_ALGORITHMS",
     "ConfigError",
     "LayerConfig",
+    "QuantizationWarning",
     "RetrainConfig",
     "RetrainDataConfig",
     "RetrainWeightConfig",
@@ -48,6 +49,10 @@ DST_TYPES = ("INT8",)
 #: Table 4: ULQ clipping-based quantization, or ARQ.
 WEIGHT_ALGORITHMS = ("arq_retrain", "ulq_quantize")
 _BITS = {"INT8": 8}
+
+
+class QuantizationWarning(UserWarning):
+    """A setting that works but that the seed advises against."""
 
 
 class ConfigError(ValueError):

@@ -199,11 +199,11 @@ def plot_calibration(model: nn.Module, path: str) -> None:
     layers = {
         n: m
         for n, m in quantized_layers(model).items()
-        if m.act_quant.quantizer.last_ifmr is not None
+        if m.act_quant.calibrator.last_ifmr is not None
     }
     fig, axes = plt.subplots(len(layers), 1, figsize=(8, 3.6 * len(layers)), squeeze=False)
     for ax, (name, m) in zip(axes[:, 0], layers.items()):
-        m.act_quant.quantizer.last_ifmr.plot(ax=ax)
+        m.act_quant.calibrator.last_ifmr.plot(ax=ax)
         ax.set_title(f"{name}: " + ax.get_title())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         algo = m.layer_config.retrain_weight_config.weights_retrain_algo
         print(
             f"  {name:6s} clip_min {a.clip_min.item():9.4f}  clip_max {a.clip_max.item():9.4f}"
-            f"  fixed_min {a.quantizer.fixed_min}  weights {algo}"
+            f"  fixed_min {a.fixed_min}  weights {algo}"
         )
     if args.plot:
         plot_calibration(r.model, args.plot)

@@ -1,36 +1,30 @@
 """Framework-agnostic quantizers: the configuration turned into training steps.
 
-NumPy in and out. A framework adapter (``qatcore.torch``) wraps these objects;
-they hold the state (calibration, learned clips) and call the kernels through
-the public functions of this package.
+NumPy in and out. ``ActivationQuantizer`` is a ``Calibrator`` plus the clips it
+starts, which the caller then trains; ``WeightQuantizer`` is a ``WeightScheme``
+(which weight algorithm applies, and its steps given the clips) plus, under ULQ,
+the clips. ``qatcore.torch`` uses the same ``Calibrator`` and ``WeightScheme`` with
+the clips as ``nn.Parameter``s, so every piece of state has one owner.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import F32, as_float32, check_int, check_num_bits
+from ._arrays import F32, as_float32, check_int
 from .arq import arq, arq_params
+from .calibration import Calibrator
 from .config import RetrainDataConfig, RetrainWeightConfig
-from .histogram import Histogram, observed_range
-from .ifmr import IfmrResult, ifmr
 from .quant import QuantParams
+from .ifmr import IfmrResult
 from .ulq import UlqGrads, ulq_backward, ulq_forward, ulq_params
 
-__all__ = ["ActivationQuantizer", "QuantizationWarning", "WeightGrads", "WeightQuantizer"]
-
-#: The seed's recommended range for a configured clip: [0.3, 1.7] x the observed extreme.
-RECOMMENDED_RANGE = (0.3, 1.7)
-
-
-class QuantizationWarning(UserWarning):
-    """A setting that works but that the seed advises against."""
+__all__ = ["ActivationQuantizer", "WeightGrads", "WeightQuantizer", "WeightScheme"]
 
 
 def _finite(value: object, name: str) -> float:
@@ -47,60 +41,41 @@ class ActivationQuantizer:
 
     ``observe(x)`` on each of the first ``batch_num`` batches, ``calibrate()``,
     then ``forward(x)`` / ``backward(grad, x)`` at every step, with the training
-    loop updating ``clip_min``/``clip_max`` from the returned gradients.
+    loop updating ``clip_min``/``clip_max`` from the returned gradients. The
+    calibration lives in ``self.calibrator``; the clips live here.
     """
 
-    def __init__(self, data_config: RetrainDataConfig | None = None, *, num_bits: int = 8) -> None:
-        config = RetrainDataConfig() if data_config is None else data_config
-        if not isinstance(config, RetrainDataConfig):
-            raise TypeError(f"data_config: expected a RetrainDataConfig, got {config!r}")
-        self.config = config
-        self.num_bits = check_num_bits(num_bits)
-        self._batches = 0
-        self._observed: tuple[float, float] | None = None
-        # Data is needed unless both bounds are known without it.
-        needs_data = config.clip_max is None or (
-            config.clip_min is None and config.fixed_min is not True
-        )
-        self._histogram: Histogram | None = Histogram() if needs_data else None
-        self._calibrated = False
-        self._fixed_min = False
-        self._clip_min = 0.0
-        self._clip_max = 0.0
-        self._warned = False
-        self.last_ifmr: IfmrResult | None = None
+    def __init__(self, data_config: RetrainDataConfig | None = None) -> None:
+        self.calibrator = Calibrator(data_config)
+        self._clips: tuple[float, float] | None = None  # (clip_min, clip_max) once calibrated
+
+    @property
+    def config(self) -> RetrainDataConfig:
+        return self.calibrator.config
+
+    @property
+    def num_bits(self) -> int:
+        return self.calibrator.num_bits
 
     # ---- calibration ---------------------------------------------------------------
 
     @property
     def batches_observed(self) -> int:
-        return self._batches
+        return self.calibrator.batches_observed
 
     @property
     def calibrated(self) -> bool:
-        return self._calibrated
+        return self.calibrator.calibrated
+
+    @property
+    def last_ifmr(self) -> IfmrResult | None:
+        """The IFMR search of the last ``calibrate()`` (for plots; not saved)."""
+        return self.calibrator.last_ifmr
 
     def observe(self, x: ArrayLike) -> ActivationQuantizer:
         """Feed one calibration batch (at most ``batch_num`` of them)."""
-        if self._calibrated:
-            raise RuntimeError("observe: calibration is finished; use forward(x)")
-        if self._batches >= self.config.batch_num:
-            raise RuntimeError(
-                f"observe: already observed batch_num={self.config.batch_num} batches; "
-                "call calibrate()"
-            )
-        data = as_float32(x, "x")
-        if self._histogram is not None:  # one read: its exact min/max are the observed range
-            self._histogram.observe(data)
-            self._widen(self._histogram.min, self._histogram.max)
-        else:
-            self._widen(*observed_range(data))
-        self._batches += 1
+        self.calibrator.observe(x)
         return self
-
-    def _widen(self, lo: float, hi: float) -> None:
-        old = self._observed
-        self._observed = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
     def merge(self, other: ActivationQuantizer) -> ActivationQuantizer:
         """Add the calibration data another quantizer of the same configuration observed
@@ -108,174 +83,103 @@ class ActivationQuantizer:
         and calibrating equals calibrating on the union of their batches."""
         if not isinstance(other, ActivationQuantizer):
             raise TypeError(f"other: expected an ActivationQuantizer, got {type(other).__name__}")
-        if other.config != self.config or other.num_bits != self.num_bits:
-            raise ValueError("other: expected a quantizer with the same configuration and num_bits")
-        if self._calibrated or other._calibrated:
-            raise RuntimeError("merge: both quantizers must still be calibrating")
-        if self._histogram is not None and other._histogram is not None:
-            self._histogram.merge(other._histogram)
-        if other._observed is not None:
-            self._widen(*other._observed)
+        self.calibrator.merge(other.calibrator)
         return self
 
     def calibrate(self) -> ActivationQuantizer:
         """Resolve ``fixed_min`` and fill the clips that the configuration leaves out."""
-        if self._calibrated:
-            return self
-        cfg = self.config
-        if self._batches == 0 and self._histogram is not None:
-            raise RuntimeError(
-                f"calibrate: observe(x) the first batch_num={cfg.batch_num} batches first"
-            )
-        fixed = cfg.fixed_min
-        if fixed is None:  # decided from the data: a ReLU output has no negative values
-            fixed = cfg.clip_min is None and self._observed is not None and self._observed[0] >= 0
-        clip_max, clip_min = cfg.clip_max, cfg.clip_min
-        if fixed:
-            clip_min = 0.0
-        self.last_ifmr = None
-        if clip_max is None or clip_min is None:
-            assert self._histogram is not None
-            found = ifmr(self._histogram, num_bits=self.num_bits, fixed_min=fixed)
-            self.last_ifmr = found  # for plots; not part of the state
-            clip_max = found.clip_max if clip_max is None else clip_max
-            clip_min = found.clip_min if clip_min is None else clip_min
-        self._warn_outside_recommended()
-        self._fixed_min, self._clip_min, self._clip_max = fixed, clip_min, clip_max
-        self._histogram = None
-        self._calibrated = True
+        if not self.calibrated:
+            found = self.calibrator.calibrate()
+            self._clips = (found.clip_min, found.clip_max)
         return self
-
-    def _warn_outside_recommended(self) -> None:
-        if self._observed is None or self._warned:
-            return
-        lo, hi = self._observed
-        a, b = RECOMMENDED_RANGE
-        for name, value, extreme in (
-            ("clip_max", self.config.clip_max, hi),
-            ("clip_min", self.config.clip_min, lo),
-        ):
-            if value is None or extreme == 0 or (extreme < 0) != (value < 0):
-                continue
-            low, high = sorted((a * extreme, b * extreme))
-            if not low <= value <= high:
-                warnings.warn(
-                    f"{name}={value!r} lies outside the recommended range [{low:.6g}, {high:.6g}] "
-                    f"({a} to {b} x the observed {'max' if name == 'clip_max' else 'min'} "
-                    f"{extreme:.6g})",
-                    QuantizationWarning,
-                    stacklevel=3,
-                )
-                self._warned = True
-                return
 
     # ---- training ------------------------------------------------------------------
 
-    def _require_calibrated(self, what: str) -> None:
-        if not self._calibrated:
+    def _current(self, what: str) -> tuple[float, float]:
+        if self._clips is None:
             raise RuntimeError(
                 f"{what}: the quantizer is not calibrated; call observe(x) on the first "
                 f"batch_num={self.config.batch_num} batches, then calibrate()"
             )
+        return self._clips
 
     @property
     def fixed_min(self) -> bool:
-        self._require_calibrated("fixed_min")
-        return self._fixed_min
+        self._current("fixed_min")
+        return self.calibrator.fixed_min
 
     @property
     def clip_min(self) -> float:
-        self._require_calibrated("clip_min")
-        return self._clip_min
+        return self._current("clip_min")[0]
 
     @clip_min.setter
     def clip_min(self, value: float) -> None:
-        self._require_calibrated("clip_min")
-        self._clip_min = _finite(value, "clip_min")
+        self._clips = (_finite(value, "clip_min"), self._current("clip_min")[1])
 
     @property
     def clip_max(self) -> float:
-        self._require_calibrated("clip_max")
-        return self._clip_max
+        return self._current("clip_max")[1]
 
     @clip_max.setter
     def clip_max(self, value: float) -> None:
-        self._require_calibrated("clip_max")
-        self._clip_max = _finite(value, "clip_max")
+        self._clips = (self._current("clip_max")[0], _finite(value, "clip_max"))
 
     @property
     def params(self) -> QuantParams:
         """The scale and zero point that the current clips give."""
-        self._require_calibrated("params")
-        return ulq_params(
-            self._clip_min, self._clip_max, fixed_min=self._fixed_min, num_bits=self.num_bits
-        )
+        lo, hi = self._current("params")
+        return ulq_params(lo, hi, fixed_min=self.calibrator.fixed_min, num_bits=self.num_bits)
 
     def forward(self, x: ArrayLike, out: NDArray[np.float32] | None = None) -> F32:
-        self._require_calibrated("forward")
+        lo, hi = self._current("forward")
         return ulq_forward(
-            x,
-            self._clip_min,
-            self._clip_max,
-            fixed_min=self._fixed_min,
-            num_bits=self.num_bits,
-            out=out,
+            x, lo, hi, fixed_min=self.calibrator.fixed_min, num_bits=self.num_bits, out=out
         ).output
 
     def backward(
         self, grad: ArrayLike, x: ArrayLike, out: NDArray[np.float32] | None = None
     ) -> UlqGrads:
-        self._require_calibrated("backward")
+        lo, hi = self._current("backward")
         return ulq_backward(
-            grad,
-            x,
-            self._clip_min,
-            self._clip_max,
-            fixed_min=self._fixed_min,
-            num_bits=self.num_bits,
-            out=out,
+            grad, x, lo, hi, fixed_min=self.calibrator.fixed_min, num_bits=self.num_bits, out=out
         )
 
     # ---- state -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: plain numbers, the histogram's state while calibrating."""
+        """The calibrator's state, and the clips once calibrated (None before)."""
+        clips = self._clips
         return {
-            "batches_observed": self._batches,
-            "observed": None if self._observed is None else list(self._observed),
-            "calibrated": self._calibrated,
-            "fixed_min": self._fixed_min,
-            "clip_min": self._clip_min,
-            "clip_max": self._clip_max,
-            "warned": self._warned,
-            "histogram": None if self._histogram is None else self._histogram.to_state(),
+            "calibration": self.calibrator.state_dict(),
+            "clip_min": None if clips is None else clips[0],
+            "clip_max": None if clips is None else clips[1],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            batches = check_int(state["batches_observed"], "state['batches_observed']")
-            observed = state["observed"]
-            histogram = state["histogram"]
-            calibrated = bool(state["calibrated"])
-            clips = (
-                _finite(state["clip_min"], "state['clip_min']"),
-                _finite(state["clip_max"], "state['clip_max']"),
-            )
-            fixed, warned = bool(state["fixed_min"]), bool(state["warned"])
-        except KeyError as missing:
-            raise ValueError(f"state: missing key {missing}") from None
-        if not 0 <= batches <= self.config.batch_num:
+    def load_state_dict(self, state: Any, *, path: str = "state") -> None:
+        """Restore ``state_dict()``; a bad entry raises ``ValueError`` naming its path, and
+        nothing changes."""
+        if not isinstance(state, dict) or set(state) != {"calibration", "clip_min", "clip_max"}:
             raise ValueError(
-                f"state['batches_observed']: expected 0..{self.config.batch_num}, got {batches}"
+                f"{path}: expected a dict with the keys calibration, clip_min, clip_max, "
+                f"got {sorted(state) if isinstance(state, dict) else type(state).__name__}"
             )
-        hist = None if histogram is None else Histogram.from_state(histogram)
-        if not calibrated and (hist is None) != (self._histogram is None):
-            raise ValueError("state['histogram']: does not match this quantizer's configuration")
-        self._batches = batches
-        self._observed = None if observed is None else (float(observed[0]), float(observed[1]))
-        self._calibrated, self._fixed_min, self._warned = calibrated, fixed, warned
-        self._clip_min, self._clip_max = clips
-        self._histogram = None if calibrated else hist
+        probe = Calibrator(self.config)
+        probe.load_state_dict(state["calibration"], path=f"{path}['calibration']")
+        clips = None
+        if probe.calibrated:
+            clips = tuple(
+                _state_clip(state[k], f"{path}[{k!r}]") for k in ("clip_min", "clip_max")
+            )
+        elif state["clip_min"] is not None or state["clip_max"] is not None:
+            raise ValueError(f"{path}: expected no clips before calibration")
+        self.calibrator, self._clips = probe, clips  # type: ignore[assignment]
+
+
+def _state_clip(value: object, path: str) -> float:
+    try:
+        return _finite(value, path)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -287,72 +191,77 @@ class WeightGrads:
     grad_clip_max: F32 | None
 
 
-class WeightQuantizer:
-    """Weights through ARQ (``arq_retrain``) or ULQ (``ulq_quantize``), per ``channel_wise``.
+@dataclass(frozen=True)
+class WeightScheme:
+    """Which weight algorithm applies to a layer, and its steps given the clips.
 
-    ARQ recomputes its scales from the weights at every forward; its backward is
-    the straight-through estimator. ULQ's clips start from the weights' ARQ range
-    at the first forward and are learned afterwards.
+    The one place that reads ``weights_retrain_algo`` and ``channel_wise``: ARQ
+    (``arq_retrain``) recomputes symmetric scales from the weights at every forward and
+    has no state; ULQ (``ulq_quantize``) learns ``clips``, a ``(clip_min, clip_max)``
+    pair of float32 arrays (0-d per tensor, one entry per channel along ``axis``) that
+    start from the weights' ARQ range. The scheme holds no clips: its caller does.
     """
 
-    def __init__(
-        self, weight_config: RetrainWeightConfig | None = None, *, axis: int = 0, num_bits: int = 8
-    ) -> None:
-        config = RetrainWeightConfig() if weight_config is None else weight_config
-        if not isinstance(config, RetrainWeightConfig):
-            raise TypeError(f"weight_config: expected a RetrainWeightConfig, got {config!r}")
-        self.config = config
-        self.axis = check_int(axis, "axis")
-        self.num_bits = check_num_bits(num_bits)
-        self._clip_min: F32 | None = None
-        self._clip_max: F32 | None = None
+    config: RetrainWeightConfig
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, RetrainWeightConfig):
+            raise TypeError(f"weight_config: expected a RetrainWeightConfig, got {self.config!r}")
+        object.__setattr__(self, "axis", check_int(self.axis, "axis"))
 
     @property
     def algorithm(self) -> str:
         return self.config.weights_retrain_algo
 
-    def _ulq_axis(self) -> int | None:
+    @property
+    def num_bits(self) -> int:
+        return self.config.num_bits
+
+    @property
+    def learns_clips(self) -> bool:
+        return self.algorithm == "ulq_quantize"
+
+    @property
+    def clip_axis(self) -> int | None:
+        """The axis the clips run along (None: one pair for the whole tensor)."""
         return self.axis if self.config.channel_wise else None
 
-    def initialize(self, w: ArrayLike) -> None:
-        """ULQ: set the clips to the ARQ range of ``w`` ([s * qmin, s * qmax] per channel)."""
+    def clip_shape(self, channels: int) -> tuple[int, ...]:
+        return (channels,) if self.config.channel_wise else ()
+
+    def initial_clips(self, w: ArrayLike) -> tuple[F32, F32]:
+        """ULQ's starting clips: the ARQ range ``[s * qmin, s * qmax]`` of ``w``."""
         p = arq_params(
             w, channel_wise=self.config.channel_wise, axis=self.axis, num_bits=self.num_bits
         )
         # np.asarray: a 0-d scale times a scalar is a NumPy scalar, not an array.
-        self._clip_max = np.asarray(p.scale * np.float32(p.qmax), dtype=np.float32)
-        self._clip_min = np.asarray(p.scale * np.float32(p.qmin), dtype=np.float32)
+        return (
+            np.asarray(p.scale * np.float32(p.qmin), dtype=np.float32),
+            np.asarray(p.scale * np.float32(p.qmax), dtype=np.float32),
+        )
 
-    @property
-    def clip_min(self) -> F32 | None:
-        return None if self._clip_min is None else self._clip_min.copy()
+    def _need_clips(self, clips: tuple[F32, F32] | None, what: str) -> tuple[F32, F32]:
+        if clips is None:
+            raise RuntimeError(f"{what}: ULQ weights need their clips (initial_clips(w))")
+        return clips
 
-    @clip_min.setter
-    def clip_min(self, value: ArrayLike) -> None:
-        self._clip_min = self._checked_clip(value, "clip_min")
+    def params(self, w: ArrayLike, clips: tuple[F32, F32] | None = None) -> QuantParams:
+        """The scale and zero point the weights are quantized with."""
+        if not self.learns_clips:
+            return arq_params(
+                w, channel_wise=self.config.channel_wise, axis=self.axis, num_bits=self.num_bits
+            )
+        lo, hi = self._need_clips(clips, "params")
+        return ulq_params(lo, hi, num_bits=self.num_bits, axis=self.clip_axis)
 
-    @property
-    def clip_max(self) -> F32 | None:
-        return None if self._clip_max is None else self._clip_max.copy()
-
-    @clip_max.setter
-    def clip_max(self, value: ArrayLike) -> None:
-        self._clip_max = self._checked_clip(value, "clip_max")
-
-    def _checked_clip(self, value: ArrayLike, name: str) -> F32:
-        if self.algorithm != "ulq_quantize":
-            raise RuntimeError(f"{name}: ARQ has no clips (weights_retrain_algo='arq_retrain')")
-        if self._clip_max is None:
-            raise RuntimeError(f"{name}: not initialised; call initialize(w) or forward(w) first")
-        arr = as_float32(value, name)
-        if arr.shape != self._clip_max.shape:
-            raise ValueError(f"{name}: expected shape {self._clip_max.shape}, got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name}: expected finite values")
-        return arr.astype(np.float32, copy=True)
-
-    def forward(self, w: ArrayLike, out: NDArray[np.float32] | None = None) -> F32:
-        if self.algorithm == "arq_retrain":
+    def forward(
+        self,
+        w: ArrayLike,
+        clips: tuple[F32, F32] | None = None,
+        out: NDArray[np.float32] | None = None,
+    ) -> F32:
+        if not self.learns_clips:
             return arq(
                 w,
                 channel_wise=self.config.channel_wise,
@@ -360,22 +269,19 @@ class WeightQuantizer:
                 num_bits=self.num_bits,
                 out=out,
             ).output
-        if self._clip_max is None:
-            self.initialize(w)
-        assert self._clip_min is not None and self._clip_max is not None
+        lo, hi = self._need_clips(clips, "forward")
         return ulq_forward(
-            w,
-            self._clip_min,
-            self._clip_max,
-            num_bits=self.num_bits,
-            axis=self._ulq_axis(),
-            out=out,
+            w, lo, hi, num_bits=self.num_bits, axis=self.clip_axis, out=out
         ).output
 
     def backward(
-        self, grad: ArrayLike, w: ArrayLike, out: NDArray[np.float32] | None = None
+        self,
+        grad: ArrayLike,
+        w: ArrayLike,
+        clips: tuple[F32, F32] | None = None,
+        out: NDArray[np.float32] | None = None,
     ) -> WeightGrads:
-        if self.algorithm == "arq_retrain":  # straight-through: the scales get no gradient
+        if not self.learns_clips:  # straight-through: the scales get no gradient
             g = as_float32(grad, "grad")
             if np.shape(w) != g.shape:
                 raise ValueError(f"grad: expected the shape of w {np.shape(w)}, got {g.shape}")
@@ -383,39 +289,131 @@ class WeightQuantizer:
                 np.copyto(out, g)
                 g = out
             return WeightGrads(g, None, None)
-        if self._clip_max is None:
-            raise RuntimeError("backward: call forward(w) first (it initialises the clips)")
-        assert self._clip_min is not None
-        r = ulq_backward(
-            grad,
-            w,
-            self._clip_min,
-            self._clip_max,
-            num_bits=self.num_bits,
-            axis=self._ulq_axis(),
-            out=out,
-        )
+        lo, hi = self._need_clips(clips, "backward")
+        r = ulq_backward(grad, w, lo, hi, num_bits=self.num_bits, axis=self.clip_axis, out=out)
         return WeightGrads(r.grad_input, r.grad_clip_min, r.grad_clip_max)
 
+
+class WeightQuantizer:
+    """Weights through ARQ (``arq_retrain``) or ULQ (``ulq_quantize``), per ``channel_wise``.
+
+    A ``WeightScheme`` (``self.scheme``) plus, under ULQ, the clips: they start from
+    the weights' ARQ range at the first forward (or ``initialize(w)``) and are learned
+    afterwards. ARQ's backward is the straight-through estimator.
+    """
+
+    def __init__(self, weight_config: RetrainWeightConfig | None = None, *, axis: int = 0) -> None:
+        config = RetrainWeightConfig() if weight_config is None else weight_config
+        self.scheme = WeightScheme(config, axis)
+        self._clips: tuple[F32, F32] | None = None
+
+    @property
+    def config(self) -> RetrainWeightConfig:
+        return self.scheme.config
+
+    @property
+    def axis(self) -> int:
+        return self.scheme.axis
+
+    @property
+    def num_bits(self) -> int:
+        return self.scheme.num_bits
+
+    @property
+    def algorithm(self) -> str:
+        return self.scheme.algorithm
+
+    def initialize(self, w: ArrayLike) -> None:
+        """ULQ: set the clips to the ARQ range of ``w`` ([s * qmin, s * qmax] per channel)."""
+        self._clips = self.scheme.initial_clips(w)
+
+    @property
+    def clip_min(self) -> F32 | None:
+        return None if self._clips is None else self._clips[0].copy()
+
+    @clip_min.setter
+    def clip_min(self, value: ArrayLike) -> None:
+        self._clips = (self._checked_clip(value, "clip_min"), self._initialized("clip_min")[1])
+
+    @property
+    def clip_max(self) -> F32 | None:
+        return None if self._clips is None else self._clips[1].copy()
+
+    @clip_max.setter
+    def clip_max(self, value: ArrayLike) -> None:
+        self._clips = (self._initialized("clip_max")[0], self._checked_clip(value, "clip_max"))
+
+    def _initialized(self, name: str) -> tuple[F32, F32]:
+        if not self.scheme.learns_clips:
+            raise RuntimeError(f"{name}: ARQ has no clips (weights_retrain_algo='arq_retrain')")
+        if self._clips is None:
+            raise RuntimeError(f"{name}: not initialised; call initialize(w) or forward(w) first")
+        return self._clips
+
+    def _checked_clip(self, value: ArrayLike, name: str) -> F32:
+        shape = self._initialized(name)[0].shape
+        arr = as_float32(value, name)
+        if arr.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: expected finite values")
+        return arr.astype(np.float32, copy=True)
+
+    def forward(self, w: ArrayLike, out: NDArray[np.float32] | None = None) -> F32:
+        if self.scheme.learns_clips and self._clips is None:
+            self.initialize(w)
+        return self.scheme.forward(w, self._clips, out)
+
+    def backward(
+        self, grad: ArrayLike, w: ArrayLike, out: NDArray[np.float32] | None = None
+    ) -> WeightGrads:
+        if self.scheme.learns_clips and self._clips is None:
+            raise RuntimeError("backward: call forward(w) first (it initialises the clips)")
+        return self.scheme.backward(grad, w, self._clips, out)
+
     def state_dict(self) -> dict[str, Any]:
+        clips = self._clips
         return {
-            "clip_min": None if self._clip_min is None else self._clip_min.tolist(),
-            "clip_max": None if self._clip_max is None else self._clip_max.tolist(),
+            "clip_min": None if clips is None else clips[0].tolist(),
+            "clip_max": None if clips is None else clips[1].tolist(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            lo, hi = state["clip_min"], state["clip_max"]
-        except KeyError as missing:
-            raise ValueError(f"state: missing key {missing}") from None
-        if (lo is None) != (hi is None):
-            raise ValueError("state: clip_min and clip_max must both be set or both be None")
-        if lo is not None and self.algorithm != "ulq_quantize":
-            raise ValueError("state: clips given for an ARQ quantizer")
-        if lo is None:
-            self._clip_min = self._clip_max = None
+    def load_state_dict(self, state: Any, *, path: str = "state") -> None:
+        """Restore ``state_dict()``; a bad entry raises ``ValueError`` naming its path, and
+        nothing changes. Clips must have the shape of this quantizer's (one per channel
+        along ``axis`` when ``channel_wise``, else a scalar)."""
+        if not isinstance(state, dict) or set(state) != {"clip_min", "clip_max"}:
+            raise ValueError(
+                f"{path}: expected a dict with the keys clip_min, clip_max, "
+                f"got {sorted(state) if isinstance(state, dict) else type(state).__name__}"
+            )
+        lo, hi = state["clip_min"], state["clip_max"]
+        if lo is None and hi is None:
+            self._clips = None
             return
-        lo_a, hi_a = as_float32(lo, "state['clip_min']"), as_float32(hi, "state['clip_max']")
-        if lo_a.shape != hi_a.shape or not (np.isfinite(lo_a).all() and np.isfinite(hi_a).all()):
-            raise ValueError("state: clip_min and clip_max must be finite and of one shape")
-        self._clip_min, self._clip_max = lo_a.astype(np.float32), hi_a.astype(np.float32)
+        if not self.scheme.learns_clips:
+            raise ValueError(f"{path}: clips given for an ARQ quantizer (expected None)")
+        arrays = []
+        for key, value in (("clip_min", lo), ("clip_max", hi)):
+            where = f"{path}[{key!r}]"
+            try:
+                arr = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: expected numbers, got {value!r}") from None
+            want_ndim = 1 if self.config.channel_wise else 0
+            if arr.ndim != want_ndim:
+                raise ValueError(
+                    f"{where}: expected {'one value per channel' if want_ndim else 'a scalar'} "
+                    f"(channel_wise={self.config.channel_wise}), got shape {arr.shape}"
+                )
+            if self._clips is not None and arr.shape != self._clips[0].shape:
+                raise ValueError(
+                    f"{where}: expected {self._clips[0].shape} (this layer's channels), "
+                    f"got shape {arr.shape}"
+                )
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{where}: expected finite values")
+            arrays.append(arr.astype(np.float32))
+        if arrays[0].shape != arrays[1].shape:
+            raise ValueError(f"{path}: clip_min and clip_max have different shapes")
+        self._clips = (arrays[0], arrays[1])

@@ -40,137 +40,193 @@ def _to_numpy_state(state: Any) -> Any:
     return state
 
 
+def _check_clip_entries(module: nn.Module, state_dict: dict[str, Any], prefix: str) -> None:
+    """Refuse non-finite clips, or clips of another shape, before anything is loaded."""
+    for name in ("clip_min", "clip_max"):
+        key = prefix + name
+        value = state_dict.get(key)
+        if value is None:
+            continue
+        want = getattr(module, name).shape
+        if not isinstance(value, torch.Tensor) or value.shape != want:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{key}: expected a tensor of shape {tuple(want)}, got {got}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{key}: expected finite values, got {value.tolist()}")
+
+
 class ActivationFakeQuant(nn.Module):
     """Input activations: IFMR calibration over the first ``batch_num`` training
     batches (which pass through in float), then ULQ with learnable clips.
 
-    ``clip_min``/``clip_max`` are ``nn.Parameter``s from construction (so an
-    optimizer made right after ``prepare_qat`` trains them); calibration fills
-    them. Under ``torch.distributed`` the ranks' histograms are merged before
-    IFMR runs, so every rank starts from the same clips.
+    The clips are ``nn.Parameter``s from construction (so an optimizer made right
+    after ``prepare_qat`` trains them) and are the only copy of them: calibration
+    (``self.calibrator``, a ``qatcore.Calibrator``) fills them once and then only
+    records that it is done and whether the lower clip is fixed at 0. Under
+    ``torch.distributed`` the ranks' histograms are merged before IFMR runs, so
+    every rank starts from the same clips.
     """
 
-    def __init__(self, data_config: RetrainDataConfig, *, num_bits: int = 8) -> None:
+    def __init__(self, data_config: RetrainDataConfig, *, layer_name: str = "") -> None:
         super().__init__()
-        self.quantizer = qatcore.ActivationQuantizer(data_config, num_bits=num_bits)
+        self.calibrator = qatcore.Calibrator(data_config)
+        self.layer_name = layer_name  # for error messages
         self.clip_min = nn.Parameter(torch.tensor(0.0))
         self.clip_max = nn.Parameter(torch.tensor(1.0))
 
     @property
     def calibrated(self) -> bool:
-        return self.quantizer.calibrated
+        return self.calibrator.calibrated
+
+    @property
+    def fixed_min(self) -> bool:
+        return self.calibrator.fixed_min
+
+    @property
+    def num_bits(self) -> int:
+        return self.calibrator.num_bits
+
+    def not_calibrated(self, call: str) -> RuntimeError:
+        """The error for ``call`` on a layer that has not finished calibrating."""
+        where = f"layer {self.layer_name!r}" if self.layer_name else "ActivationFakeQuant"
+        n = self.calibrator.config.batch_num
+        return RuntimeError(
+            f"{call}: {where} is not calibrated; run the first batch_num={n} batches through "
+            f"the model in train() mode first ({self.calibrator.batches_observed} so far)"
+        )
+
+    def params(self) -> qatcore.QuantParams:
+        """The scale and zero point that the current clips give."""
+        if not self.calibrated:
+            raise self.not_calibrated("params")
+        return qatcore.ulq_params(
+            self.clip_min.item(),
+            self.clip_max.item(),
+            fixed_min=self.fixed_min,
+            num_bits=self.num_bits,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.quantizer
-        if not q.calibrated:
+        cal = self.calibrator
+        if not cal.calibrated:
             if not self.training:
-                raise RuntimeError(
-                    "ActivationFakeQuant: not calibrated; run the first "
-                    f"batch_num={q.config.batch_num} batches in train() mode first"
-                )
-            q.observe(x.detach().to("cpu", torch.float32).numpy())
-            if q.batches_observed == q.config.batch_num:
+                raise self.not_calibrated("forward in eval() mode")
+            cal.observe(x.detach().to("cpu", torch.float32).numpy())
+            if cal.batches_observed == cal.config.batch_num:
                 self.calibrate()
             # Float pass-through that still reaches the clips with a zero gradient, so
             # that DistributedDataParallel sees every parameter used in every step.
             return x + 0.0 * (self.clip_min + self.clip_max)
         return ulq_fake_quant(
-            x, self.clip_min, self.clip_max, fixed_min=q.fixed_min, num_bits=q.num_bits
+            x, self.clip_min, self.clip_max, fixed_min=cal.fixed_min, num_bits=cal.num_bits
         )
 
     def calibrate(self) -> None:
         """Run IFMR now (normally automatic after ``batch_num`` batches)."""
-        q = self.quantizer
+        cal = self.calibrator
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # Histogram merges are exact and order-independent, so every rank that adds
             # the others' observations to its own holds the same histogram afterwards.
             states: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(states, q.state_dict())
+            dist.all_gather_object(states, cal.state_dict())
             for rank, state in enumerate(states):
                 if rank != dist.get_rank():
-                    other = qatcore.ActivationQuantizer(q.config, num_bits=q.num_bits)
-                    other.load_state_dict(state)
-                    q.merge(other)
-        q.calibrate()
+                    other = qatcore.Calibrator(cal.config)
+                    other.load_state_dict(state, path=f"rank {rank}'s calibration state")
+                    cal.merge(other)
+        found = cal.calibrate()
         with torch.no_grad():
-            self.clip_min.fill_(q.clip_min)
-            self.clip_max.fill_(q.clip_max)
+            self.clip_min.fill_(found.clip_min)
+            self.clip_max.fill_(found.clip_max)
 
     def get_extra_state(self) -> Any:
-        return _to_torch_state(self.quantizer.state_dict())
+        return _to_torch_state(self.calibrator.state_dict())
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # Every entry is checked before any is loaded, with its key in the error.
+        key = prefix + "_extra_state"
+        if key in state_dict:
+            validated = qatcore.Calibrator(self.calibrator.config)
+            validated.load_state_dict(_to_numpy_state(state_dict[key]), path=key)
+            self._validated = validated
+        _check_clip_entries(self, state_dict, prefix)
+        try:
+            super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        finally:
+            self.__dict__.pop("_validated", None)
 
     def set_extra_state(self, state: Any) -> None:
-        self.quantizer.load_state_dict(_to_numpy_state(state))
+        validated = self.__dict__.pop("_validated", None)
+        if validated is None:
+            validated = qatcore.Calibrator(self.calibrator.config)
+            validated.load_state_dict(_to_numpy_state(state), path="extra_state")
+        self.calibrator = validated
 
     def extra_repr(self) -> str:
-        if not self.calibrated:
-            return (
-                f"calibrating ({self.quantizer.batches_observed}/{self.quantizer.config.batch_num})"
-            )
+        cal = self.calibrator
+        if not cal.calibrated:
+            return f"calibrating ({cal.batches_observed}/{cal.config.batch_num})"
         return f"clip_min={self.clip_min.item():.4g}, clip_max={self.clip_max.item():.4g}"
 
 
 class WeightFakeQuant(nn.Module):
-    """Weights through ARQ or ULQ per the layer's ``retrain_weight_config``."""
+    """Weights through ARQ or ULQ, as the layer's ``WeightScheme`` decides.
+
+    Under ULQ the clips are ``nn.Parameter``s (one pair per output channel, or per
+    tensor) that start from the weights' ARQ range at the first forward.
+    """
 
     clip_min: nn.Parameter
     clip_max: nn.Parameter
     initialized: torch.Tensor
 
     def __init__(
-        self, weight_config: RetrainWeightConfig, channels: int, *, axis: int = 0, num_bits: int = 8
+        self, weight_config: RetrainWeightConfig, channels: int, *, axis: int = 0
     ) -> None:
         super().__init__()
-        self.config = weight_config
-        self.axis = axis
-        self.num_bits = num_bits
-        self.quantizer = qatcore.WeightQuantizer(weight_config, axis=axis, num_bits=num_bits)
-        if weight_config.weights_retrain_algo == "ulq_quantize":
-            shape = (channels,) if weight_config.channel_wise else ()
+        self.scheme = qatcore.WeightScheme(weight_config, axis)
+        if self.scheme.learns_clips:
+            shape = self.scheme.clip_shape(channels)
             self.clip_min = nn.Parameter(torch.zeros(shape))
             self.clip_max = nn.Parameter(torch.ones(shape))
             self.register_buffer("initialized", torch.tensor(False))
 
+    @property
+    def num_bits(self) -> int:
+        return self.scheme.num_bits
+
+    def _clips(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.clip_min.detach().cpu().numpy(), self.clip_max.detach().cpu().numpy()
+
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        if cfg.weights_retrain_algo == "arq_retrain":
+        scheme = self.scheme
+        if not scheme.learns_clips:
             return arq_fake_quant(
-                w, channel_wise=cfg.channel_wise, axis=self.axis, num_bits=self.num_bits
+                w, channel_wise=scheme.config.channel_wise, axis=scheme.axis, num_bits=self.num_bits
             )
         if not bool(self.initialized):  # clips start from the weights' ARQ range
-            self.quantizer.initialize(w.detach().to("cpu", torch.float32).numpy())
+            lo, hi = scheme.initial_clips(w.detach().to("cpu", torch.float32).numpy())
             with torch.no_grad():
-                self.clip_min.copy_(
-                    torch.from_numpy(self.quantizer.clip_min).reshape(self.clip_min.shape)
-                )
-                self.clip_max.copy_(
-                    torch.from_numpy(self.quantizer.clip_max).reshape(self.clip_max.shape)
-                )
+                self.clip_min.copy_(torch.from_numpy(lo).reshape(self.clip_min.shape))
+                self.clip_max.copy_(torch.from_numpy(hi).reshape(self.clip_max.shape))
                 self.initialized.fill_(True)
         return ulq_fake_quant(
-            w,
-            self.clip_min,
-            self.clip_max,
-            num_bits=self.num_bits,
-            axis=self.axis if cfg.channel_wise else None,
+            w, self.clip_min, self.clip_max, num_bits=self.num_bits, axis=scheme.clip_axis
         )
 
     def params(self, w: torch.Tensor) -> qatcore.QuantParams:
         """The scale and zero point the weights are quantized with now."""
-        cfg = self.config
-        if cfg.weights_retrain_algo == "arq_retrain":
-            return qatcore.arq_params(
-                w.detach().cpu().float().numpy(),
-                channel_wise=cfg.channel_wise,
-                axis=self.axis,
-                num_bits=self.num_bits,
-            )
-        return qatcore.ulq_params(
-            self.clip_min.detach().cpu().numpy(),
-            self.clip_max.detach().cpu().numpy(),
-            num_bits=self.num_bits,
-            axis=self.axis if cfg.channel_wise else None,
-        )
+        clips = self._clips() if self.scheme.learns_clips else None
+        return self.scheme.params(w.detach().cpu().float().numpy(), clips)
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        if self.scheme.learns_clips:
+            _check_clip_entries(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class _QuantMixin:
@@ -182,12 +238,8 @@ class _QuantMixin:
 
     def _attach(self, layer: LayerConfig, out_channels: int) -> None:
         self.layer_config = layer
-        self.act_quant = ActivationFakeQuant(
-            layer.retrain_data_config, num_bits=layer.retrain_data_config.num_bits
-        )
-        self.weight_quant = WeightFakeQuant(
-            layer.retrain_weight_config, out_channels, num_bits=layer.retrain_weight_config.num_bits
-        )
+        self.act_quant = ActivationFakeQuant(layer.retrain_data_config)
+        self.weight_quant = WeightFakeQuant(layer.retrain_weight_config, out_channels)
 
 
 class QuantLinear(nn.Linear, _QuantMixin):
@@ -290,7 +342,9 @@ def prepare_qat(
     for name, mod in list(model.named_modules()):
         layer = config.for_layer(name)
         if name and type(mod) in QUANTIZED and layer.retrain_enable:
-            model.set_submodule(name, QUANTIZED[type(mod)].from_float(mod, layer))
+            new = QUANTIZED[type(mod)].from_float(mod, layer)
+            new.act_quant.layer_name = name
+            model.set_submodule(name, new)
     return model
 
 
@@ -308,12 +362,7 @@ def export_int8(model: nn.Module) -> dict[str, dict[str, Any]]:
             raise RuntimeError(f"export_int8: layer {name!r} is not calibrated yet")
         w = m.weight.detach().cpu().float().numpy()
         wp = m.weight_quant.params(m.weight)
-        ap = qatcore.ulq_params(
-            act.clip_min.item(),
-            act.clip_max.item(),
-            fixed_min=act.quantizer.fixed_min,
-            num_bits=act.quantizer.num_bits,
-        )
+        ap = act.params()
         out[name] = {
             "weight_int8": qatcore.quantize(w, wp),
             "weight_scale": wp.scale,

@@ -340,7 +340,7 @@ def export_onnx(
 
     layers = quantized_layers(model)
     for name, m in layers.items():
-        bits = (m.act_quant.quantizer.num_bits, m.weight_quant.num_bits)
+        bits = (m.act_quant.num_bits, m.weight_quant.num_bits)
         if bits != (8, 8):
             raise ValueError(
                 f"model: layer {name!r} is quantized to {bits} bits (activation, weight); "
