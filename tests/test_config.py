@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 import subprocess
 import sys
@@ -236,6 +237,19 @@ def test_from_json_reads_paths_texts_and_dicts(tmp_path: Path) -> None:
     assert a == b == c == RetrainConfig.from_json(doc)
     with pytest.raises(ConfigError, match="^config: not valid JSON"):
         RetrainConfig.from_json("{not json")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"retrain_enable": true,\n "layers": }')
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(broken))}: not valid JSON: .* line 2"):
+        RetrainConfig.from_json(broken)
+
+
+def test_a_lower_clip_of_zero_points_to_fixed_min() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^retrain_data_config\.clip_min: expected a finite number < 0 or null, got 0 "
+        r"\(int\); for a lower clip of 0, leave clip_min out and set fixed_min: true$",
+    ):
+        RetrainConfig.from_json({"retrain_data_config": {"clip_min": 0}})
 
 
 # ---- AMCT's layout -------------------------------------------------------------------------

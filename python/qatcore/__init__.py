@@ -1,6 +1,7 @@
 """qatcore: INT8 quantization-aware-training kernels with runtime SIMD dispatch.
 
-See ``../shared/SPEC.md`` in the project for the numerical contract.
+The numerical contract is ``docs/SPEC.md`` in the source repository. This package
+imports no deep-learning framework; ``qatcore.torch`` is the PyTorch integration.
 """
 
 from __future__ import annotations

@@ -88,7 +88,10 @@ def _clip(value: object, name: str, positive: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(name, f"expected a finite number {side} or null, {_got(value)}")
     if (value <= 0) if positive else (value >= 0):
-        raise ConfigError(name, f"expected a finite number {side} or null, {_got(value)}")
+        hint = ""
+        if not positive and value == 0:
+            hint = "; for a lower clip of 0, leave clip_min out and set fixed_min: true"
+        raise ConfigError(name, f"expected a finite number {side} or null, {_got(value)}{hint}")
 
 
 def _choice(value: object, name: str, allowed: tuple[str, ...]) -> None:
@@ -297,13 +300,15 @@ class RetrainConfig:
         if isinstance(source, Mapping):
             return cls.from_dict(source)
         text = str(source)
+        where = "config"
         if isinstance(source, os.PathLike) or not text.lstrip().startswith("{"):
+            where = text
             with open(text, encoding="utf-8") as f:
                 text = f.read()
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError("config", f"not valid JSON: {e}") from None
+            raise ConfigError(where, f"not valid JSON: {e}") from None
         return cls.from_dict(data)
 
     @classmethod

@@ -1,0 +1,33 @@
+"""The package's shape: a framework-free core, and a repository that is its own reference."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_import_qatcore_imports_no_framework() -> None:
+    code = (
+        "import sys, qatcore\n"
+        "qatcore.Calibrator(); qatcore.WeightQuantizer(); qatcore.RetrainConfig()\n"
+        "loaded = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'matplotlib', 'sklearn')"
+        " if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "", f"import qatcore loaded {out.strip()}"
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    """The contract is docs/SPEC.md: no README, docstring or test names a file beside the clone."""
+    assert (ROOT / "docs" / "SPEC.md").is_file()
+    files = [ROOT / "README.md", *ROOT.glob("python/**/*.py"), *ROOT.glob("tests/*.py")]
+    files += [*ROOT.glob("bench/*.py"), *ROOT.glob("docs/*.md"), *ROOT.glob("csrc/**/*.[ch]*")]
+    outside = "../" + "shared"  # split, so this file does not match itself
+    hits = [str(f.relative_to(ROOT)) for f in files if outside in f.read_text(encoding="utf-8")]
+    assert hits == []
