@@ -274,9 +274,7 @@ def test_exported_int8_weights_are_qatcore_quantize_of_the_trained_weights(which
         # The input pair carries the ULQ scale and zero point of the learned clips.
         q = nodes[f"{name}/input_quantize"]
         act = layer.act_quant
-        want = qatcore.ulq_params(
-            act.clip_min.item(), act.clip_max.item(), fixed_min=act.fixed_min
-        )
+        want = qatcore.ulq_params(act.clip_min.item(), act.clip_max.item(), fixed_min=act.fixed_min)
         assert_same_floats(inits[q.input[1]], want.scale, name)
         assert inits[q.input[2]].dtype == np.int8 and inits[q.input[2]] == want.zero_point
         assert list(nodes[f"{name}/input_dequantize"].input[1:]) == list(q.input[1:])

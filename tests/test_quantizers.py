@@ -234,7 +234,9 @@ def test_weight_load_refuses_clips_of_another_channel_count() -> None:
     y = q.forward(w)
     small = WeightQuantizer(config)
     small.forward(w[:8])
-    with pytest.raises(ValueError, match=r"^state\['clip_min'\]: expected \(16,\) .*got shape \(8,\)"):
+    with pytest.raises(
+        ValueError, match=r"^state\['clip_min'\]: expected \(16,\) .*got shape \(8,\)"
+    ):
         q.load_state_dict(small.state_dict())
     assert_same_floats(q.forward(w), y)  # unchanged
     bad = q.state_dict()

@@ -19,6 +19,7 @@ from ._backend import (
 )
 from ._core import __version__
 from .arq import ArqResult, arq, arq_params
+from .calibration import Calibration, Calibrator
 from .config import (
     ConfigError,
     LayerConfig,
@@ -30,7 +31,6 @@ from .config import (
 from .histogram import Histogram
 from .ifmr import IfmrResult, ifmr
 from .quant import QuantParams, dequantize, fake_quantize, quantize
-from .calibration import Calibration, Calibrator
 from .quantizers import ActivationQuantizer, WeightGrads, WeightQuantizer, WeightScheme
 from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
 

@@ -251,7 +251,9 @@ class Calibrator:
         if calibrated:
             fixed = _state_bool(fixed, f"{path}['fixed_min']")
         elif fixed is not None:
-            raise ValueError(f"{path}['fixed_min']: expected None before calibration, got {fixed!r}")
+            raise ValueError(
+                f"{path}['fixed_min']: expected None before calibration, got {fixed!r}"
+            )
         warned = _state_bool(state["warned"], f"{path}['warned']")
         hist = None
         if state["histogram"] is not None:

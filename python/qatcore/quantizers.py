@@ -20,8 +20,8 @@ from ._arrays import F32, as_float32, check_int
 from .arq import arq, arq_params
 from .calibration import Calibrator
 from .config import RetrainDataConfig, RetrainWeightConfig
-from .quant import QuantParams
 from .ifmr import IfmrResult
+from .quant import QuantParams
 from .ulq import UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = ["ActivationQuantizer", "WeightGrads", "WeightQuantizer", "WeightScheme"]
@@ -167,9 +167,7 @@ class ActivationQuantizer:
         probe.load_state_dict(state["calibration"], path=f"{path}['calibration']")
         clips = None
         if probe.calibrated:
-            clips = tuple(
-                _state_clip(state[k], f"{path}[{k!r}]") for k in ("clip_min", "clip_max")
-            )
+            clips = tuple(_state_clip(state[k], f"{path}[{k!r}]") for k in ("clip_min", "clip_max"))
         elif state["clip_min"] is not None or state["clip_max"] is not None:
             raise ValueError(f"{path}: expected no clips before calibration")
         self.calibrator, self._clips = probe, clips  # type: ignore[assignment]
@@ -270,9 +268,7 @@ class WeightScheme:
                 out=out,
             ).output
         lo, hi = self._need_clips(clips, "forward")
-        return ulq_forward(
-            w, lo, hi, num_bits=self.num_bits, axis=self.clip_axis, out=out
-        ).output
+        return ulq_forward(w, lo, hi, num_bits=self.num_bits, axis=self.clip_axis, out=out).output
 
     def backward(
         self,

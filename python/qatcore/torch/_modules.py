@@ -182,9 +182,7 @@ class WeightFakeQuant(nn.Module):
     clip_max: nn.Parameter
     initialized: torch.Tensor
 
-    def __init__(
-        self, weight_config: RetrainWeightConfig, channels: int, *, axis: int = 0
-    ) -> None:
+    def __init__(self, weight_config: RetrainWeightConfig, channels: int, *, axis: int = 0) -> None:
         super().__init__()
         self.scheme = qatcore.WeightScheme(weight_config, axis)
         if self.scheme.learns_clips:
