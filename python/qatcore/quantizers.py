@@ -18,9 +18,9 @@ from numpy.typing import ArrayLike, NDArray
 from ._arrays import F32, as_float32, check_int, check_num_bits
 from .arq import arq, arq_params
 from .config import RetrainDataConfig, RetrainWeightConfig
+from .fake_quant import QuantParams
 from .histogram import Histogram, observed_range
 from .ifmr import IfmrResult, ifmr
-from .quant import QuantParams
 from .ulq import UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = ["ActivationQuantizer", "QuantizationWarning", "WeightGrads", "WeightQuantizer"]
