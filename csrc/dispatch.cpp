@@ -40,14 +40,23 @@ bool cpu_has(Isa isa) {
   }
 }
 
+// Reads CPUID once. __builtin_cpu_supports reads data that __builtin_cpu_init
+// fills; libgcc runs that from a constructor whose order against this library's
+// own static initializers is not specified, so it is called here explicitly.
+// Never from a static initializer: best_isa() runs it on first use.
 Isa detect_best() {
+#ifdef QATCORE_X86
+  __builtin_cpu_init();
+#endif
   for (int i = kIsaCount - 1; i > 0; --i) {
     if (cpu_has(static_cast<Isa>(i))) return static_cast<Isa>(i);
   }
   return Isa::scalar;
 }
 
-std::atomic<const Kernels*> g_current{&kTables[static_cast<int>(detect_best())]};
+// Null until the first kernels() or set_isa(): a constant initializer, so no
+// code runs at load time.
+std::atomic<const Kernels*> g_current{nullptr};
 
 }  // namespace
 
@@ -63,12 +72,23 @@ bool parse_isa(const char* name, Isa* out) {
   return false;
 }
 
-bool isa_available(Isa isa) { return cpu_has(isa); }
+// The levels nest (AVX-512 requires AVX2), so every level up to the best one is available.
+bool isa_available(Isa isa) { return isa <= best_isa(); }
 
-Isa best_isa() { return detect_best(); }
+Isa best_isa() {
+  static const Isa best = detect_best();  // thread-safe, once
+  return best;
+}
 
 void set_isa(Isa isa) { g_current.store(&kTables[static_cast<int>(isa)]); }
 
-const Kernels& kernels() { return *g_current.load(); }
+const Kernels& kernels() {
+  const Kernels* k = g_current.load();
+  if (k != nullptr) return *k;
+  const Kernels* best = &kTables[static_cast<int>(best_isa())];
+  // A concurrent set_isa wins: only a still-null table is replaced.
+  g_current.compare_exchange_strong(k, best);
+  return *g_current.load();
+}
 
 }  // namespace qatcore

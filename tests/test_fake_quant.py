@@ -149,6 +149,35 @@ def test_quant_params_validation() -> None:
         p.scale[0] = 1.0  # read-only: params cannot change under a result
 
 
+def test_grid_and_eps_have_one_definition() -> None:
+    """qmin, qmax and EPS come from _core (csrc/ops/qrange.h), which checks num_bits."""
+    from qatcore import _core
+
+    assert _core.EPS == 2.0**-23
+    for bits in range(2, 17):
+        assert _core.qrange(bits) == ref.qrange(bits)
+        p = qatcore.QuantParams(np.float32(1), 0, num_bits=bits)
+        assert (p.qmin, p.qmax) == ref.qrange(bits)
+    for bad in (1, 17, -3):
+        with pytest.raises(ValueError, match=r"^num_bits: expected an integer in \[2, 16\]"):
+            _core.qrange(bad)
+
+
+def test_quant_params_checks_are_the_kernels() -> None:
+    """QuantParams validates through _core.check_params: the same messages as the kernels."""
+    from qatcore import _core
+
+    with pytest.raises(ValueError, match=r"^zero_point: expected values in \[-128, 127\]"):
+        _core.check_params(np.float32([1.0]), np.int64([2**40]), 8, 0)
+    with pytest.raises(ValueError, match=r"^zero_point: expected values in \[-128, 127\]"):
+        qatcore.QuantParams(np.float32([1.0]), np.uint64([2**64 - 1]), axis=0)  # no wrap-around
+    with pytest.raises(TypeError, match="^zero_point: expected an int32 or int64 array"):
+        _core.check_params(np.array(1, np.float32), np.array(0, np.int16), 8, None)
+    scale = np.float32([1, 9, 2, 9])[::2]
+    strided = qatcore.QuantParams(scale, np.int32([3, 9, 4, 9])[::2], axis=0)
+    assert strided.zero_point.tolist() == [3, 4] and strided.scale.tolist() == [1, 2]
+
+
 def test_bad_arguments_name_themselves() -> None:
     x = np.zeros((3, 4), np.float32)
     p4 = qatcore.QuantParams(np.ones(4, np.float32), np.zeros(4, np.int32), axis=0)

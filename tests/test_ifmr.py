@@ -291,13 +291,43 @@ def test_shared_histogram_from_several_threads() -> None:
 
 
 def test_core_histogram_add_never_writes_out_of_bounds() -> None:
+    """Out-of-range values are clamped to the end bins: below the range, -inf and NaN
+    to bin 0, above it and +inf to the top bin (the kernel's documented contract),
+    the same at every level, with and without the 16-bit staging counters."""
     from qatcore import _core
 
-    counts = np.zeros(4, np.int64)
-    _core.histogram_add(np.float32([np.nan, np.inf, -np.inf, -1e30, 1e30, 2.5]), counts, 1.0, 0.0)
-    assert counts.sum() == 6 and counts[2] >= 1  # 2.5 in bin 2; the rest clamped, not written wild
+    x = np.float32([np.nan, np.inf, -np.inf, -1e30, 1e30, 2.5])
+
+    def binned(nbins: int) -> np.ndarray:
+        counts = np.zeros(nbins, np.int64)
+        _core.histogram_add(x, counts, 1.0, 0.0)
+        return counts
+
+    for nbins in (4, 1 << 17):  # staged in 16-bit counters, and counted directly
+        for label, counts in on_every_backend(lambda n=nbins: binned(n)):
+            want = np.zeros(nbins, np.int64)
+            want[[0, 2, -1]] = [3, 1, 2]  # NaN, -inf, -1e30 | 2.5 | +inf, 1e30
+            assert np.array_equal(counts, want), label
     with pytest.raises(ValueError, match="^counts: expected a 1-d array"):
         _core.histogram_add(np.float32([1]), np.zeros(0, np.int64), 1.0, 0.0)
+
+
+def test_exact_mode_builds_its_histogram_only_for_plot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ifmr() on an array needs no histogram; the result builds one when asked (plot)."""
+    observed: list[int] = []
+    real_observe = qatcore.Histogram.observe
+
+    def counting_observe(self: qatcore.Histogram, x: np.ndarray) -> qatcore.Histogram:
+        observed.append(np.size(x))
+        return real_observe(self, x)
+
+    monkeypatch.setattr(qatcore.Histogram, "observe", counting_observe)
+    x = np.random.default_rng(3).standard_normal(10_000).astype(np.float32)
+    r = qatcore.ifmr(x)
+    assert observed == [], "exact mode built a histogram nobody asked for"
+    h = r.histogram
+    assert observed == [x.size] and r.histogram is h  # built once, on first use
+    assert same_state(h, qatcore.Histogram().observe(x))
 
 
 def test_plot() -> None:

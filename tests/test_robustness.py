@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 import tracemalloc
 
@@ -115,6 +117,35 @@ def test_concurrent_callers_get_exact_results() -> None:
             together.observe(x)
     state, want = shared.to_state(), together.to_state()
     assert np.array_equal(state.pop("counts"), want.pop("counts")) and state == want
+
+
+@pytest.mark.skipif(os.environ.get("QATCORE_SANITIZED") == "1", reason="ASan changes the RSS")
+def test_histogram_scratch_memory_does_not_grow_with_threads() -> None:
+    """Histogram.observe with 16 threads uses scratch bounded by a constant (32 MiB),
+    not private counts per thread (4M bins: 32 MiB of int64 each), and counts the
+    same as with one thread. Measured as the rise of the peak RSS of a fresh process
+    over what a one-thread observe of the same data already reached."""
+    code = (
+        "import resource, numpy as np, qatcore\n"
+        "x = np.random.default_rng(0).standard_normal(1 << 22).astype(np.float32)\n"
+        "def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "qatcore.set_num_threads(1)\n"
+        "one = qatcore.Histogram(max_bins=1 << 22).observe(x)\n"
+        "base = peak()\n"
+        "qatcore.set_num_threads(16)\n"
+        "many = qatcore.Histogram(max_bins=1 << 22).observe(x)\n"
+        "print(peak() - base, int(np.array_equal(many.counts, one.counts)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QATCORE_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    rise, same = (int(v) for v in proc.stdout.split())
+    assert same == 1, "counts differ between 1 and 16 threads"
+    # One more count array (32 MiB) plus at most 32 MiB of scratch, with room to spare;
+    # private counts per thread would add 15 x 32 MiB.
+    assert rise < 160 * 2**20, f"peak RSS rose by {rise / 2**20:.0f} MiB with 16 threads"
 
 
 def rss_bytes() -> int:

@@ -318,3 +318,14 @@ def test_regression_clip_beyond_float32_range() -> None:
     """Found by the fuzzer: a finite float64 clip that float32 cannot hold."""
     with pytest.raises(ValueError, match="^clip_max: expected values within float32's range"):
         qatcore.ulq_forward(np.zeros(3, np.float32), -1.0, 1e39)
+
+
+def test_per_channel_clips_may_be_strided() -> None:
+    """Clips are converted (C-contiguous float32) before _core checks their shape."""
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
+    lo, hi = np.float32([-1, 9, -2, 9, -3, 9])[::2], np.float32([1, 9, 2, 9, 3, 9])[::2]
+    want = qatcore.ulq_forward(x, lo.copy(), hi.copy(), axis=0)
+    got = qatcore.ulq_forward(x, lo, hi, axis=0)
+    assert_same_floats(got.output, want.output)
+    assert got.params == want.params and got.params.axis == 0
+    assert qatcore.ulq_forward(x, lo, hi, axis=-2).params.axis == 0  # normalised, as before

@@ -1,7 +1,7 @@
 // Fake-quantization leaf kernels: one family, compiled once per instruction set.
 //
 // Every function here is serial and works on one contiguous run of elements;
-// ops.cpp splits tensors into runs and runs them on threads. The scalar build
+// csrc/ops/ splits tensors into runs and runs them on threads. The scalar build
 // defines the semantics; the AVX2 and AVX-512 builds must agree bit for bit.
 #pragma once
 #include <cstdint>

@@ -20,8 +20,9 @@ inline double rint_small64(double v) { return (v + kRoundMagic64) - kRoundMagic6
 void histogram_add(const float* x, int64_t n, double inv_width, double offset, int64_t* counts,
                    int64_t nbins, uint16_t* scratch) {
   constexpr int64_t kBatch = 512;
-  // Increments go to 16-bit counters (half the cache footprint of int64, so a
-  // 16384-bin histogram stays in L1) and are flushed before any can overflow.
+  // With scratch, increments go to 16-bit counters (a quarter of the cache
+  // footprint of int64, so a 16384-bin histogram stays in L1), flushed before
+  // any can overflow; without, straight to counts.
   constexpr int64_t kWindow = 65535;
   int32_t idx[kBatch];
   const double top = static_cast<double>(nbins - 1);
@@ -33,8 +34,10 @@ void histogram_add(const float* x, int64_t n, double inv_width, double offset, i
       // for in-range x, so floor(t) = r - (r > t) with r = rint(t) is exact too,
       // and so is floor(t) - offset (integers). Subtracting the offset before the
       // floor would not be: a tiny negative t next to a large offset rounds away.
-      // The clamp only guards against misuse, and sends NaN (and the NaN that an
-      // infinite x makes) to bin 0, never to an out-of-range conversion.
+      // The clamp only guards against misuse (callers pass finite, in-range x):
+      // below the range and -inf go to bin 0, above it and +inf to the top bin
+      // (+-inf pass through t, r and b as +-inf), NaN to bin 0 (b >= 0 is false
+      // for NaN); never to an out-of-range conversion.
       QATCORE_SIMD
       for (int64_t j = 0; j < m; ++j) {
         const double t = static_cast<double>(x[i0 + j]) * inv_width;
@@ -44,8 +47,13 @@ void histogram_add(const float* x, int64_t n, double inv_width, double offset, i
         b = b <= top ? b : top;
         idx[j] = static_cast<int32_t>(b);
       }
-      for (int64_t j = 0; j < m; ++j) ++scratch[idx[j]];
+      if (scratch != nullptr) {
+        for (int64_t j = 0; j < m; ++j) ++scratch[idx[j]];
+      } else {
+        for (int64_t j = 0; j < m; ++j) ++counts[idx[j]];
+      }
     }
+    if (scratch == nullptr) continue;
     QATCORE_SIMD
     for (int64_t b = 0; b < nbins; ++b) {
       counts[b] += scratch[b];

@@ -11,7 +11,9 @@ struct IfmrKernels {
   // counts[i] += 1 for every x, i = floor(x * inv_width) - offset, clamped to
   // [0, nbins). Callers choose inv_width (a power of two) and offset (an
   // integer) so that |x * inv_width| < 2^48 and i is in range for every x they
-  // pass; then i is exact at every level. scratch: nbins zeros, zeros again on return.
+  // pass; then i is exact at every level. Out of range, i is clamped: -inf and
+  // NaN count in bin 0, +inf in bin nbins - 1. scratch: null (count straight
+  // into counts), or nbins 16-bit zeros for staging, zeros again on return.
   void (*histogram_add)(const float* x, int64_t n, double inv_width, double offset,
                         int64_t* counts, int64_t nbins, uint16_t* scratch);
   // Sum of (fq(x) - x)^2 over x[0..n), float64: eight lanes folded in a fixed order.

@@ -28,9 +28,9 @@ from .config import (
     RetrainDataConfig,
     RetrainWeightConfig,
 )
+from .fake_quant import QuantParams, dequantize, fake_quantize, quantize
 from .histogram import Histogram
 from .ifmr import IfmrResult, ifmr
-from .quant import QuantParams, dequantize, fake_quantize, quantize
 from .quantizers import ActivationQuantizer, WeightGrads, WeightQuantizer, WeightScheme
 from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
 

@@ -1,4 +1,9 @@
-"""Input coercion shared by the public functions: dtypes, axes, ``out`` buffers."""
+"""Input conversion shared by the public functions: dtypes, Python types, ``out`` buffers.
+
+Checks of kernel arguments (shapes, axes, bit widths, scales, zero points) are not
+here: ``_core`` owns them and their messages. Python converts its inputs and checks
+only what ``_core`` cannot see (Python types such as bool versus int).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from . import _core
 
 F32 = NDArray[np.float32]
 
@@ -47,20 +54,10 @@ def check_bool(value: object, name: str) -> bool:
 
 
 def check_num_bits(num_bits: object) -> int:
+    """``num_bits`` as an int, checked by ``_core`` (the owner of the supported widths)."""
     bits = check_int(num_bits, "num_bits")
-    if not 2 <= bits <= 16:
-        raise ValueError(f"num_bits: expected an integer in [2, 16], got {bits}")
+    _core.qrange(bits)
     return bits
-
-
-def normalize_axis(axis: object, ndim: int, tensor: str) -> int:
-    ax = check_int(axis, "axis")
-    if not -ndim <= ax < ndim:
-        raise ValueError(
-            f"axis: expected an integer in [{-ndim}, {ndim}) for {tensor} with {ndim} "
-            f"dimensions, got {ax}"
-        )
-    return ax % ndim
 
 
 def code_dtype(num_bits: int) -> np.dtype[Any]:

@@ -1,10 +1,11 @@
-# Hand-written stubs for the native module (csrc/bindings.cpp).
+# Hand-written stubs for the native module (csrc/bindings/, one register_*.cpp per area).
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 __version__: str
+EPS: float  # 2**-23, SPEC "Notation"
 
 def isa() -> str: ...
 def best_isa() -> str: ...
@@ -14,6 +15,13 @@ def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_grain() -> int: ...
 def set_grain(n: int) -> None: ...
+def qrange(num_bits: int) -> tuple[int, int]: ...
+def check_params(
+    scale: NDArray[np.float32],
+    zero_point: NDArray[np.int32] | NDArray[np.int64],
+    num_bits: int,
+    axis: int | None,
+) -> None: ...
 def fake_quantize(
     x: NDArray[np.float32],
     out: NDArray[np.float32],

@@ -8,17 +8,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import (
-    F32,
-    as_float32,
-    c_contiguous,
-    check_bool,
-    check_num_bits,
-    deliver,
-    destination,
-    normalize_axis,
-)
-from .quant import QuantParams
+from ._arrays import F32, as_float32, c_contiguous, check_bool, check_int, deliver, destination
+from .fake_quant import QuantParams
 
 __all__ = ["ArqResult", "arq", "arq_params"]
 
@@ -40,13 +31,14 @@ def _run(
     want_output: bool,
 ) -> tuple[F32 | None, QuantParams]:
     per_channel = check_bool(channel_wise, "channel_wise")
-    bits = check_num_bits(num_bits)
+    bits = check_int(num_bits, "num_bits")
     src = c_contiguous(as_float32(w, "w"))
-    ax = normalize_axis(axis, src.ndim, "w") if per_channel else None
+    ax = check_int(axis, "axis") if per_channel else None
     dst = destination(out, src, np.dtype(np.float32)) if want_output else None
-    scales = _core.arq(src, dst, ax, bits)
+    scales = _core.arq(src, dst, ax, bits)  # checks num_bits and axis
     shape = scales.shape if per_channel else ()
-    params = QuantParams.from_kernel(scales.reshape(shape), np.zeros(shape, np.int32), bits, ax)
+    axis_index = None if ax is None else ax % src.ndim
+    params = QuantParams(scales.reshape(shape), np.zeros(shape, np.int32), bits, axis_index)
     output = None if dst is None else deliver(out, dst)  # type: ignore[arg-type]
     return output, params
 

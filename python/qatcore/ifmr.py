@@ -9,20 +9,20 @@ points and the candidates below.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import as_float32, c_contiguous, check_bool, check_num_bits
+from ._arrays import F32, as_float32, c_contiguous, check_bool, check_num_bits
+from .fake_quant import QuantParams
 from .histogram import Histogram
-from .quant import QuantParams
 
 __all__ = ["IfmrResult", "ifmr"]
 
-EPS = 2.0**-23
 _MAX_CANDIDATES = 100_000
 
 
@@ -33,7 +33,8 @@ class IfmrResult:
     ``clips`` are the candidate upper clips (``ratios`` times the start point),
     ``losses`` the mean squared error of each; ``best_index`` is the first
     minimum. ``exact`` is True when the losses were computed on the data itself.
-    ``histogram`` is the data's histogram (built in exact mode too, for ``plot``).
+    ``histogram`` is the data's histogram; in exact mode it is built on first use
+    (by ``plot``), from the array that was passed, so modify that array only after.
     """
 
     clip_min: float
@@ -46,7 +47,13 @@ class IfmrResult:
     max_init: float
     min_init: float
     exact: bool
-    histogram: Histogram
+    _plot_data: Histogram | F32 = field(repr=False)
+
+    @cached_property
+    def histogram(self) -> Histogram:
+        """The data's histogram: the searched one, or in exact mode one built now."""
+        src = self._plot_data
+        return src if isinstance(src, Histogram) else Histogram().observe(src)
 
     def plot(self, ax: Any = None) -> Any:
         """Draw the data histogram, the chosen clips and the loss curve; return the axes.
@@ -128,7 +135,7 @@ def _ratios(search_range: object, search_step: object) -> NDArray[np.float64]:
 
 def _rank(n: int, percentile: float) -> int:
     """SPEC step 1: which largest (or smallest) value is the start point, 1-based."""
-    return 1 if 1.0 - percentile < EPS else n - math.floor(percentile * n)
+    return 1 if 1.0 - percentile < _core.EPS else n - math.floor(percentile * n)
 
 
 def _kth_from_histogram(h: Histogram, k: int, largest: bool) -> float:
@@ -161,7 +168,7 @@ def _candidates(
     both ends s * (qmin - z), s * (qmax - z) are finite. Near float32's maximum some
     are not; they get an infinite loss and are never chosen.
     """
-    qmin, qmax = np.float32(-(2 ** (bits - 1))), np.float32(2 ** (bits - 1) - 1)
+    qmin, qmax = (np.float32(v) for v in _core.qrange(bits))
     n = len(ratios)
     scales = np.ones(n, np.float32)
     zero_points = np.zeros(n, np.int32)
@@ -170,7 +177,7 @@ def _candidates(
             clips = (ratios * max(max0, -min0)).astype(np.float32)
             valid = np.isfinite(clips)
             s = clips[valid] / qmax
-            scales[valid] = np.where(s >= np.float32(EPS), s, np.float32(1))
+            scales[valid] = np.where(s >= np.float32(_core.EPS), s, np.float32(1))
         else:
             clips = (ratios * max0).astype(np.float32)
             lower = np.float32(min0)
@@ -218,7 +225,7 @@ def ifmr(
         n = hist.count
         top = _kth_from_histogram(hist, _rank(n, p_max), largest=True)
         bottom = _kth_from_histogram(hist, _rank(n, p_min), largest=False)
-        data = None
+        source: Histogram | F32 = hist
     else:
         data = c_contiguous(as_float32(data_or_histogram, "data_or_histogram")).reshape(-1)
         if data.size == 0:
@@ -230,7 +237,7 @@ def ifmr(
         kmax, kmin = _rank(n, p_max), _rank(n, p_min)
         top = float(np.partition(data, n - kmax)[n - kmax])
         bottom = float(np.partition(data, kmin - 1)[kmin - 1])
-        hist = Histogram().observe(data)
+        source = data
 
     max0 = max(0.0, top)
     min0 = 0.0 if fixed else min(0.0, bottom)
@@ -241,9 +248,10 @@ def ifmr(
             f"(the start points are {min0!r} and {max0!r}); use a smaller search_range"
         )
     sums = np.full(len(ratios), np.inf)
-    if data is not None:
-        sums[valid] = _core.data_sq_errors(data, scales[valid], zero_points[valid], bits)
+    if not isinstance(source, Histogram):
+        sums[valid] = _core.data_sq_errors(source, scales[valid], zero_points[valid], bits)
     else:
+        hist = source
         counts = hist.counts
         nonzero = np.flatnonzero(counts)
         edges = hist.edges
@@ -255,7 +263,7 @@ def ifmr(
     losses = sums / n
     best = int(np.argmin(losses))
     s, z = np.float32(scales[best]), int(zero_points[best])
-    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    qmin, qmax = _core.qrange(bits)
     return IfmrResult(
         clip_min=float(s * np.float32(qmin - z)),
         clip_max=float(s * np.float32(qmax - z)),
@@ -266,6 +274,6 @@ def ifmr(
         best_index=best,
         max_init=max0,
         min_init=min0,
-        exact=data is not None,
-        histogram=hist,
+        exact=not isinstance(source, Histogram),
+        _plot_data=source,
     )

@@ -20,8 +20,8 @@ from ._arrays import F32, as_float32, check_int
 from .arq import arq, arq_params
 from .calibration import Calibrator
 from .config import RetrainDataConfig, RetrainWeightConfig
+from .fake_quant import QuantParams
 from .ifmr import IfmrResult
-from .quant import QuantParams
 from .ulq import UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = ["ActivationQuantizer", "WeightGrads", "WeightQuantizer", "WeightScheme"]

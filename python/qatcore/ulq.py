@@ -9,18 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import (
-    F32,
-    as_float32,
-    c_contiguous,
-    check_bool,
-    check_int,
-    check_num_bits,
-    deliver,
-    destination,
-    normalize_axis,
-)
-from .quant import QuantParams
+from ._arrays import F32, as_float32, c_contiguous, check_bool, check_int, deliver, destination
+from .fake_quant import QuantParams
 
 __all__ = ["UlqForward", "UlqGrads", "ulq_backward", "ulq_forward", "ulq_params"]
 
@@ -42,8 +32,9 @@ class UlqGrads:
     grad_clip_max: F32
 
 
-def _clip(value: ArrayLike, name: str, channels: int | None) -> F32:
-    """A clip as a float32 1-d array: 0-d per tensor (channels None), else length C."""
+def _clip(value: ArrayLike, name: str, per_tensor: bool) -> F32:
+    """A clip as a C-contiguous float32 array for ``_core``: a number per tensor
+    becomes shape (1,); per channel, ``_core`` checks the shape (1-d, one per channel)."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name}: expected a real number or a float array, got dtype {arr.dtype}")
@@ -52,23 +43,22 @@ def _clip(value: ArrayLike, name: str, channels: int | None) -> F32:
         arr = arr.astype(np.float32, copy=False)
     if wide.dtype.itemsize > 4 and np.isfinite(wide).all() and not np.isfinite(arr).all():
         raise ValueError(f"{name}: expected values within float32's range, got {wide!r}")
-    if channels is None and arr.ndim != 0:
-        raise ValueError(f"{name}: expected a scalar per tensor (axis=None), got shape {arr.shape}")
-    if channels is not None and arr.shape != (channels,):
-        raise ValueError(
-            f"{name}: expected a 1-d array of length {channels} (one per channel), "
-            f"got shape {arr.shape}"
-        )
-    return arr.reshape(-1)  # finiteness is checked by _core, with the same message
+    if per_tensor:
+        if arr.ndim != 0:
+            raise ValueError(
+                f"{name}: expected a scalar per tensor (axis=None), got shape {arr.shape}"
+            )
+        return arr.reshape(1)
+    return c_contiguous(arr)
 
 
-def _clips(clip_min: ArrayLike, clip_max: ArrayLike, channels: int | None) -> tuple[F32, F32]:
-    return _clip(clip_min, "clip_min", channels), _clip(clip_max, "clip_max", channels)
+def _clips(clip_min: ArrayLike, clip_max: ArrayLike, per_tensor: bool) -> tuple[F32, F32]:
+    return _clip(clip_min, "clip_min", per_tensor), _clip(clip_max, "clip_max", per_tensor)
 
 
 def _params(scale: F32, zero_point: NDArray[np.int32], bits: int, axis: int | None) -> QuantParams:
     shape = () if axis is None else scale.shape
-    return QuantParams.from_kernel(scale.reshape(shape), zero_point.reshape(shape), bits, axis)
+    return QuantParams(scale.reshape(shape), zero_point.reshape(shape), bits, axis)
 
 
 def ulq_params(
@@ -87,14 +77,9 @@ def ulq_params(
     range is then shifted so that 0 is exactly representable.
     """
     fixed = check_bool(fixed_min, "fixed_min")
-    bits = check_num_bits(num_bits)
+    bits = check_int(num_bits, "num_bits")
     ax = None if axis is None else check_int(axis, "axis")
-    if ax is not None and np.ndim(clip_min) != 1:
-        raise ValueError(
-            f"clip_min: expected a 1-d array per channel (axis={ax}), "
-            f"got shape {np.shape(clip_min)}"
-        )
-    lo, hi = _clips(clip_min, clip_max, None if ax is None else len(np.asarray(clip_min)))
+    lo, hi = _clips(clip_min, clip_max, per_tensor=ax is None)
     scale, zp = _core.ulq_params(lo, hi, fixed, bits)
     return _params(scale, zp, bits, ax)
 
@@ -107,12 +92,12 @@ def _prepare(
     num_bits: object,
     axis: object,
 ) -> tuple[F32, F32, F32, bool, int, int | None]:
-    """Checked and converted arguments of ulq_forward/ulq_backward."""
+    """Converted arguments of ulq_forward/ulq_backward (``_core`` checks their values)."""
     fixed = check_bool(fixed_min, "fixed_min")
-    bits = check_num_bits(num_bits)
+    bits = check_int(num_bits, "num_bits")
     src = c_contiguous(as_float32(x, "x"))
-    ax = None if axis is None else normalize_axis(axis, src.ndim, "x")
-    lo, hi = _clips(clip_min, clip_max, None if ax is None else src.shape[ax])
+    ax = None if axis is None else check_int(axis, "axis")
+    lo, hi = _clips(clip_min, clip_max, per_tensor=ax is None)
     return src, lo, hi, fixed, bits, ax
 
 
@@ -130,7 +115,8 @@ def ulq_forward(
     src, lo, hi, fixed, bits, ax = _prepare(x, clip_min, clip_max, fixed_min, num_bits, axis)
     dst = destination(out, src, np.dtype(np.float32))
     scale, zp = _core.ulq_forward(src, dst, lo, hi, ax, fixed, bits)
-    return UlqForward(output=deliver(out, dst), params=_params(scale, zp, bits, ax))
+    axis_index = None if ax is None else ax % src.ndim  # valid: _core accepted it
+    return UlqForward(output=deliver(out, dst), params=_params(scale, zp, bits, axis_index))
 
 
 def ulq_backward(
@@ -155,8 +141,6 @@ def ulq_backward(
     """
     src, lo, hi, fixed, bits, ax = _prepare(x, clip_min, clip_max, fixed_min, num_bits, axis)
     g = c_contiguous(as_float32(grad_output, "grad_output"))
-    if g.shape != src.shape:
-        raise ValueError(f"grad_output: expected the shape of x {src.shape}, got {g.shape}")
     dst = destination(out, (src, g), np.dtype(np.float32))
     grad_min, grad_max = _core.ulq_backward(g, src, dst, lo, hi, ax, fixed, bits)
     shape: tuple[Any, ...] = () if ax is None else grad_min.shape

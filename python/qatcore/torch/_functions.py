@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 import qatcore
-
-EPS = 2.0**-23
+from qatcore._core import EPS, qrange
 
 
 def _on_kernels(*tensors: torch.Tensor) -> bool:
@@ -40,7 +39,7 @@ def _along(values: torch.Tensor, axis: int | None, ndim: int) -> torch.Tensor:
 def portable_fake_quant(
     x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, num_bits: int, axis: int | None
 ) -> torch.Tensor:
-    qmin, qmax = -(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1
+    qmin, qmax = qrange(num_bits)
     s = _along(scale.to(torch.float32), axis, x.ndim)
     z = _along(zero_point.to(torch.float32), axis, x.ndim)
     q = torch.clamp(torch.round(x * (1.0 / s)) + z, qmin, qmax)  # round: half to even
@@ -50,7 +49,7 @@ def portable_fake_quant(
 def portable_arq_scale(
     w: torch.Tensor, channel_wise: bool, axis: int, num_bits: int
 ) -> torch.Tensor:
-    qmin, qmax = -(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1
+    qmin, qmax = qrange(num_bits)
     if channel_wise:
         flat = w.detach().movedim(axis, 0).reshape(w.shape[axis], -1)
         lo, hi = flat.amin(dim=1), flat.amax(dim=1)
@@ -63,7 +62,7 @@ def portable_arq_scale(
 def portable_ulq_params(
     clip_min: torch.Tensor, clip_max: torch.Tensor, fixed_min: bool, num_bits: int
 ) -> dict[str, torch.Tensor]:
-    qmin, qmax = -(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1
+    qmin, qmax = qrange(num_bits)
     levels = float(qmax - qmin)
     lo = clip_min.detach().to(torch.float32)
     hi = clip_max.detach().to(torch.float32)

@@ -9,16 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import (
-    F32,
-    as_float32,
-    c_contiguous,
-    check_int,
-    check_num_bits,
-    code_dtype,
-    deliver,
-    destination,
-)
+from ._arrays import F32, as_float32, c_contiguous, check_int, code_dtype, deliver, destination
 
 __all__ = ["QuantParams", "dequantize", "fake_quantize", "quantize"]
 
@@ -39,65 +30,32 @@ class QuantParams:
     axis: int | None = None
 
     def __post_init__(self) -> None:
-        bits = check_num_bits(self.num_bits)
+        # Conversion here; every check of the values and shapes is _core.check_params.
+        bits = check_int(self.num_bits, "num_bits")
         axis = None if self.axis is None else check_int(self.axis, "axis")
-        scale = np.array(as_float32(self.scale, "scale"), dtype=np.float32)
-        zp_in = np.asarray(self.zero_point)
-        if zp_in.dtype.kind not in "iu":
-            raise TypeError(f"zero_point: expected an integer array, got dtype {zp_in.dtype}")
-        want_ndim = 0 if axis is None else 1
-        where = "per tensor (axis=None)" if axis is None else f"per channel (axis={axis})"
-        if scale.ndim != want_ndim:
-            raise ValueError(
-                f"scale: expected {want_ndim} dimensions {where}, got shape {scale.shape}"
-            )
-        if zp_in.shape != scale.shape:
-            raise ValueError(
-                f"zero_point: expected the shape of scale {scale.shape}, got {zp_in.shape}"
-            )
-        with np.errstate(divide="ignore", over="ignore"):
-            ok = np.isfinite(scale) & (scale > 0) & np.isfinite(np.float32(1) / scale)
-        if not ok.all():
-            bad = scale[~ok].ravel()[0]
-            raise ValueError(
-                f"scale: expected finite positive values with a finite reciprocal, got {bad!r}"
-            )
-        qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        if zp_in.size and (zp_in.min() < qmin or zp_in.max() > qmax):
-            raise ValueError(
-                f"zero_point: expected values in [{qmin}, {qmax}] for num_bits={bits}, "
-                f"got range [{zp_in.min()}, {zp_in.max()}]"
-            )
-        self._freeze(scale, zp_in.astype(np.int32), bits, axis)
-
-    def _freeze(
-        self, scale: F32, zero_point: NDArray[np.int32], num_bits: int, axis: int | None
-    ) -> None:
-        """Set the fields of this frozen instance, with read-only arrays."""
+        scale = np.array(as_float32(self.scale, "scale"), order="C")  # a private copy
+        zp = np.asarray(self.zero_point)
+        if zp.dtype.kind not in "iu":
+            raise TypeError(f"zero_point: expected an integer array, got dtype {zp.dtype}")
+        if zp.dtype == np.uint64:  # to int64 without wrapping: too large stays too large
+            zp = np.minimum(zp, np.uint64(np.iinfo(np.int64).max))
+        zp = np.array(zp, dtype=np.int32 if zp.dtype == np.int32 else np.int64, order="C")
+        _core.check_params(scale, zp, bits, axis)
+        zero_point = zp if zp.dtype == np.int32 else zp.astype(np.int32)  # exact once checked
         scale.setflags(write=False)
         zero_point.setflags(write=False)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "zero_point", zero_point)
-        object.__setattr__(self, "num_bits", num_bits)
+        object.__setattr__(self, "num_bits", bits)
         object.__setattr__(self, "axis", axis)
-
-    @classmethod
-    def from_kernel(
-        cls, scale: F32, zero_point: NDArray[np.int32], num_bits: int, axis: int | None
-    ) -> QuantParams:
-        """Params that a qatcore kernel just computed: valid by construction, so the
-        checks of ``__init__`` (a measurable cost per training step) are skipped."""
-        params = object.__new__(cls)
-        params._freeze(scale, zero_point, num_bits, axis)
-        return params
 
     @property
     def qmin(self) -> int:
-        return -(1 << (self.num_bits - 1))
+        return _core.qrange(self.num_bits)[0]
 
     @property
     def qmax(self) -> int:
-        return (1 << (self.num_bits - 1)) - 1
+        return _core.qrange(self.num_bits)[1]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QuantParams):
@@ -128,7 +86,10 @@ def fake_quantize(
     """Quantize and dequantize ``x`` in one pass: float32, same shape as ``x``.
 
     NaN stays NaN; +-inf clip to the ends of the grid. ``out`` may be ``x``.
-    Bit-identical to PyTorch's fake_quantize_per_{tensor,channel}_affine.
+    Bit-identical to PyTorch's fake_quantize_per_{tensor,channel}_affine on
+    finite ``x`` and, per tensor, on +-inf too. PyTorch differs on NaN (it gives
+    a finite code) and, per channel, where ``|x / scale| >= 2**63`` (+inf
+    included), which it maps to ``qmin``.
     """
     p = _check_params(params)
     src = c_contiguous(as_float32(x, "x"))
@@ -160,9 +121,11 @@ def dequantize(q: ArrayLike, params: QuantParams, *, out: NDArray[np.float32] | 
         raise TypeError(f"q: expected an integer array of codes, got dtype {codes.dtype}")
     want = code_dtype(p.num_bits)
     if codes.dtype != want or p.num_bits not in (8, 16):
-        if codes.size and (codes.min() < p.qmin or codes.max() > p.qmax):
+        # Guards the narrowing to the code dtype below (and codes the grid cannot hold).
+        qmin, qmax = _core.qrange(p.num_bits)
+        if codes.size and (codes.min() < qmin or codes.max() > qmax):
             raise ValueError(
-                f"q: expected codes in [{p.qmin}, {p.qmax}] for num_bits={p.num_bits}, "
+                f"q: expected codes in [{qmin}, {qmax}] for num_bits={p.num_bits}, "
                 f"got range [{codes.min()}, {codes.max()}]"
             )
         codes = codes.astype(want)

@@ -1,0 +1,65 @@
+// Shared by the operations (ops/*.cpp): how a tensor is seen around its
+// quantization axis, and how work over it is cut into chunks. No Python here.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "parallel.h"
+
+namespace qatcore {
+
+// A C-contiguous tensor seen as (outer, channels, inner) around the quantization
+// axis. Per tensor is {1, 1, n}.
+struct Layout {
+  int64_t outer;
+  int64_t channels;
+  int64_t inner;
+  int64_t size() const { return outer * channels * inner; }
+};
+
+// Visits the flat range [a, b) of a (outer, channels, inner) tensor as maximal
+// runs that the leaf kernels take: row(offset, length, channel) for runs inside
+// one channel's row of `inner` elements, or, when inner == 1 (the channel axis
+// is the last one), cols(offset, length, first_channel) for runs along the
+// channel axis.
+template <class Row, class Cols>
+void for_runs(int64_t a, int64_t b, const Layout& l, Row&& row, Cols&& cols) {
+  if (l.inner == 1 && l.channels > 1) {
+    while (a < b) {
+      const int64_t c = a % l.channels;
+      const int64_t end = std::min(b, a - c + l.channels);
+      cols(a, end - a, c);
+      a = end;
+    }
+  } else {
+    while (a < b) {
+      const int64_t r = a / l.inner;
+      const int64_t end = std::min(b, (r + 1) * l.inner);
+      row(a, end - a, r % l.channels);
+      a = end;
+    }
+  }
+}
+
+// Runs an elementwise per-channel map over the whole tensor in grain-sized chunks.
+template <class Row, class Cols>
+void elementwise(const Layout& l, Row&& row, Cols&& cols) {
+  parallel_ranges(l.size(), grain(), [&](int64_t a, int64_t b) { for_runs(a, b, l, row, cols); });
+}
+
+// One contiguous part per thread (of at least grain() items), for reductions whose
+// result cannot depend on the split: exact min/max, integer counts.
+struct Parts {
+  int64_t count;  // ranges parallel_ranges(n, size, ...) will produce (1 when n == 0)
+  int64_t size;
+};
+
+// At most max_parts parts (>= 1): callers that keep per-part state bound it here.
+inline Parts per_thread_parts(int64_t n, int64_t max_parts = INT64_MAX) {
+  const int64_t wanted = std::max<int64_t>(
+      1, std::min({int64_t{num_threads()}, (n + grain() - 1) / grain(), max_parts}));
+  const int64_t size = std::max<int64_t>(1, (n + wanted - 1) / wanted);
+  return {n == 0 ? 1 : (n + size - 1) / size, size};
+}
+
+}  // namespace qatcore
