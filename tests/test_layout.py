@@ -31,3 +31,21 @@ def test_nothing_points_outside_the_repository() -> None:
     outside = "../" + "shared"  # split, so this file does not match itself
     hits = [str(f.relative_to(ROOT)) for f in files if outside in f.read_text(encoding="utf-8")]
     assert hits == []
+
+
+def test_plot_without_matplotlib_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import numpy as np, qatcore\n"
+        "r = qatcore.ifmr(np.linspace(-1, 1, 101, dtype=np.float32))\n"
+        "try:\n"
+        "    r.plot()\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == (
+        "IfmrResult.plot needs matplotlib, which is not installed: pip install 'qatcore[plot]'"
+    )

@@ -60,7 +60,13 @@ class IfmrResult:
 
         Needs matplotlib (``pip install qatcore[plot]``); imported only here.
         """
-        import matplotlib.pyplot as plt
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise ImportError(
+                "IfmrResult.plot needs matplotlib, which is not installed: "
+                "pip install 'qatcore[plot]'"
+            ) from e
 
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4.5))
