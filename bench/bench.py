@@ -1,24 +1,43 @@
-"""qatcore kernels against a plain memory copy and against PyTorch, in one run.
+"""qatcore kernels against a plain memory copy and against PyTorch, and a QAT
+training step against FP32 and torch.ao, in one run and one table.
 
-    python bench/bench.py [--repeat N] [--isa LEVEL]
+    python bench/bench.py [--repeat N] [--rounds R] [--isa LEVEL] [--threads N ...]
+                          [--only CASES]
 
-Every row is the median of --repeat timed runs after two warm-up runs, in this
+``--only`` takes a comma-separated list of cases, run in the table's order: ``arq``,
+``ulq``, ``ifmr`` (the kernels on large tensors; the group ``kernels`` is all three),
+``digits``, ``resnet20`` (the training steps; the group ``train`` is both). The
+default runs everything, e.g. ``--only train`` or ``--only kernels,resnet20``.
+
+Every kernel row is the median of --repeat timed runs after two warm-up runs, in this
 one process. "GB/s" counts the bytes a kernel must move at the least (read its
 inputs, write its outputs: twice the tensor for the copy, ARQ and the ULQ
 forward, three times for the ULQ backward, once for a histogram), so the copy's
-GB/s is the machine's practical bandwidth. "x copy" is time / single-threaded copy time of the same
-tensor (lower is better, 1.0 is memory speed), or / the FP32 step for the QAT
-rows; "x faster than torch" is the PyTorch time at the same thread count /
-qatcore time.
+GB/s is the machine's practical bandwidth. "x copy" is time / single-threaded copy
+time of the same tensor (lower is better, 1.0 is memory speed), or / the FP32 step
+for the QAT rows; "x faster than torch" is the PyTorch time (torch.ao QAT for the
+QAT rows) at the same thread count / qatcore time.
+
+The training-step cases (forward, cross-entropy, backward, optimizer step on one
+fixed random batch of 32) build FP32, torch.ao eager QAT and qatcore QAT models
+from the same float weights and time their steps interleaved: after a warm-up that
+includes qatcore's calibration batches, R rounds of one step of each in turn, so
+drift and warm-up fall on all three alike; each row is the median of its R steps
+(5R for the digits CNN, whose step is short). The row under them is qatcore's
+added cost over FP32 as a fraction of torch.ao's, (qatcore - fp32) / (torch.ao -
+fp32), with qatcore - fp32 in its ms column.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import platform
 import statistics
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +46,7 @@ import torch
 import qatcore
 
 EPS = 2.0**-23
+ROUNDS = 60  # interleaved rounds of the training-step cases
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
@@ -181,7 +201,7 @@ def bench_ifmr(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) ->
         torch.set_num_threads(n)
         qatcore.set_num_threads(n)
         observer = HistogramObserver(bins=2048)
-        torch_ms = median_ms(lambda o=observer: o(xt), max(3, repeat // 3))
+        torch_ms = median_ms(functools.partial(observer, xt), max(3, repeat // 3))
         ms = median_ms(lambda: qatcore.Histogram().observe(x), repeat)
         # observe reads the tensor once for min/max and once to bin it.
         rows.append(Row(case, "torch HistogramObserver(2048)", n, torch_ms, x.nbytes, copy_ms))
@@ -194,55 +214,215 @@ def bench_ifmr(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) ->
     return rows
 
 
-def bench_qat_step(repeat: int, thread_counts: list[int]) -> list[Row]:
-    """One training step (forward, backward, Adam) of the demo's digits CNN, batch 32:
-    FP32, qatcore INT8 QAT and torch.ao eager QAT. "x copy" here is time / FP32 time."""
-    import copy as _copy
+def interleaved_ms(
+    steps: Mapping[str, Callable[[], object]], warmup: int, rounds: int
+) -> dict[str, float]:
+    """Median ms of each callable, timed interleaved: ``warmup`` untimed rounds, then
+    ``rounds`` timed rounds that call each once in turn. Each round starts one further
+    along the list, so drift, warm-up and what one call leaves behind for the next
+    (caches, PyTorch's spinning worker threads) fall on every callable alike."""
+    calls = list(steps.items())
+    for _ in range(warmup):
+        for _, fn in calls:
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(rounds):
+        for name, fn in calls[r % len(calls) :] + calls[: r % len(calls)]:
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
-    from qatcore.demo import DigitsNet, torch_ao_qat
+
+def training_step(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+) -> Callable[[], torch.Tensor]:
+    """One step on the batch (x, y): forward, cross-entropy, backward, optimizer step;
+    returns the loss."""
+    opt = optimizer(model.parameters())
+    model.train()
+
+    def step() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step
+
+
+def qat_step_rows(
+    case: str,
+    fp32: torch.nn.Module,
+    torch_ao_qat: Callable[[torch.nn.Module], torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+    thread_counts: list[int],
+    warmup: int,
+    rounds: int,
+) -> list[Row]:
+    """FP32, torch.ao eager QAT and qatcore QAT of the same float weights, their
+    training steps timed interleaved (interleaved_ms) at each thread count. qatcore's
+    model is prepared with the default RetrainConfig: every Conv and Linear quantized,
+    the first batch_num (1) batches calibrate, so the warm-up must cover them.
+    "x copy" is time / FP32 time; the last row is qatcore's added cost over FP32
+    as a fraction of torch.ao's."""
     from qatcore.torch import prepare_qat
-
-    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(1))
-
-    def step_ms(model: torch.nn.Module) -> float:
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        model.train()
-
-        def step() -> None:
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-
-        for _ in range(20):  # calibration and warm-up
-            step()
-        return median_ms(step, repeat * 20)
 
     rows = []
     for n in thread_counts:
         torch.set_num_threads(n)
         qatcore.set_num_threads(n)
-        torch.manual_seed(0)
-        fp32 = DigitsNet()
-        base = step_ms(_copy.deepcopy(fp32))
-        ours = step_ms(prepare_qat(fp32))
-        theirs = step_ms(torch_ao_qat(fp32))
-        case = "qat step, digits CNN, batch 32"
+        models = {
+            "fp32": copy.deepcopy(fp32),
+            "torch.ao QAT": torch_ao_qat(fp32),
+            "qatcore QAT": prepare_qat(fp32),
+        }
+        steps = {name: training_step(m, x, y, optimizer) for name, m in models.items()}
+        ms = interleaved_ms(steps, warmup, rounds)
+        for name, step in steps.items():  # a diverged model would time NaN paths
+            if not torch.isfinite(step()):
+                raise RuntimeError(f"{case}: the {name} model diverged; lower the learning rate")
+        base, theirs, ours = ms["fp32"], ms["torch.ao QAT"], ms["qatcore QAT"]
         rows.append(Row(case, "fp32", n, base, 0, base))
         rows.append(Row(case, "torch.ao QAT", n, theirs, 0, base))
         rows.append(Row(case, "qatcore QAT", n, ours, 0, base, theirs))
-        added = (ours - base) / (theirs - base)
+        added = f"{(ours - base) / (theirs - base):.2f}" if theirs > base else "n/a"
         rows.append(
             Row(
-                f"  added cost over fp32: qatcore / torch.ao = {added:.2f}",
-                "",
-                n,
-                ours - base,
-                0,
-                base,
+                f"  added cost over fp32: qatcore / torch.ao = {added}", "", n, ours - base, 0, base
             )
         )
     return rows
+
+
+def bench_digits_step(rounds: int, thread_counts: list[int]) -> list[Row]:
+    """The demo's digits CNN (8x8 inputs), batch 32, Adam."""
+    from qatcore.demo import DigitsNet, torch_ao_qat
+
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    return qat_step_rows(
+        "qat step, digits CNN, batch 32",
+        DigitsNet(),
+        torch_ao_qat,
+        x,
+        y,
+        lambda p: torch.optim.Adam(p, lr=1e-3),
+        thread_counts,
+        warmup=20,
+        rounds=rounds,
+    )
+
+
+class BasicBlock(torch.nn.Module):
+    """conv3x3-BN-ReLU, conv3x3-BN, plus the shortcut (identity, or 1x1 conv-BN where
+    the shape changes), then ReLU. The add is a FloatFunctional so that torch.ao's
+    eager QAT observes it; in float it is torch.add."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample: torch.nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+        self.add_relu = torch.ao.nn.quantized.FloatFunctional()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.add_relu.add_relu(out, shortcut)
+
+    def fuse_groups(self, prefix: str) -> list[list[str]]:
+        groups = [[f"{prefix}conv1", f"{prefix}bn1", f"{prefix}relu1"]]
+        groups.append([f"{prefix}conv2", f"{prefix}bn2"])
+        if self.downsample is not None:
+            groups.append([f"{prefix}downsample.0", f"{prefix}downsample.1"])
+        return groups
+
+
+class ResNet20(torch.nn.Module):
+    """ResNet-20 for 32x32 inputs (He et al. 2016, CIFAR-10): conv3x3(16)-BN-ReLU,
+    three stages of three basic blocks at 16, 32 and 64 channels (stride 2 into the
+    second and third, with 1x1 conv shortcuts there), global average pool, Linear(64->10).
+    The stubs are identities in float and for qatcore."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.quant = torch.ao.quantization.QuantStub()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu1 = nn.ReLU()
+        blocks: list[torch.nn.Module] = []
+        cin = 16
+        for cout, stride in [(16, 1), (32, 2), (64, 2)]:
+            for i in range(3):
+                blocks.append(BasicBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.relu1(self.bn1(self.conv1(self.quant(x)))))
+        return self.dequant(self.fc(torch.flatten(self.pool(x), 1)))
+
+    def fuse_groups(self) -> list[list[str]]:
+        groups = [["conv1", "bn1", "relu1"]]
+        for i, block in enumerate(self.blocks):
+            assert isinstance(block, BasicBlock)
+            groups += block.fuse_groups(f"blocks.{i}.")
+        return groups
+
+
+def torch_ao_qat_resnet(fp32: torch.nn.Module) -> torch.nn.Module:
+    """torch.ao eager QAT: conv+BN(+ReLU) fused for training, default x86 QAT qconfig
+    (per-channel weights, moving-average min/max activation observers)."""
+    assert isinstance(fp32, ResNet20)
+    model = copy.deepcopy(fp32).train()
+    with warnings.catch_warnings():  # torch.ao announces its own deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*reduce_range will be deprecated")
+        model.qconfig = torch.ao.quantization.get_default_qat_qconfig("x86")
+        torch.ao.quantization.fuse_modules_qat(model, fp32.fuse_groups(), inplace=True)
+        return torch.ao.quantization.prepare_qat(model, inplace=True)
+
+
+def bench_resnet20_step(rounds: int, thread_counts: list[int]) -> list[Row]:
+    """ResNet-20 on random 32x32 RGB inputs, batch 32, SGD with momentum. Uses only
+    torch, qatcore.torch.prepare_qat and qatcore.set_num_threads."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 3, 32, 32, generator=gen)
+    y = torch.randint(0, 10, (32,), generator=gen)
+    torch.manual_seed(0)
+    fp32 = ResNet20()
+    params = sum(p.numel() for p in fp32.parameters())
+    return qat_step_rows(
+        f"qat step, ResNet-20 ({params / 1e6:.2f}M params), 32x32, batch 32",
+        fp32,
+        torch_ao_qat_resnet,
+        x,
+        y,
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+        thread_counts,
+        warmup=5,
+        rounds=rounds,
+    )
 
 
 def print_table(rows: list[Row]) -> None:
@@ -259,13 +439,54 @@ def print_table(rows: list[Row]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+CASES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+    "arq": lambda a: [
+        r for s in [(256, 256, 3, 3), (4096, 4096)] for r in bench_arq(s, a.repeat, a.threads)
+    ],
+    "ulq": lambda a: bench_ulq((64, 256, 56, 56), max(5, a.repeat // 2), a.threads),
+    "ifmr": lambda a: bench_ifmr((64, 256, 56, 56), max(5, a.repeat // 2), a.threads),
+    "digits": lambda a: bench_digits_step(5 * a.rounds, a.threads),
+    "resnet20": lambda a: bench_resnet20_step(a.rounds, a.threads),
+}
+GROUPS = {"kernels": ["arq", "ulq", "ifmr"], "train": ["digits", "resnet20"]}
+
+
+def parse_cases(text: str) -> list[str]:
+    """A comma-separated list of case and group names, in the table's order."""
+    chosen = set()
+    for word in text.split(","):
+        names = GROUPS.get(word.strip(), [word.strip()])
+        for name in names:
+            if name not in CASES:
+                raise argparse.ArgumentTypeError(
+                    f"unknown case {word.strip()!r}; expected a comma-separated list of "
+                    f"{', '.join([*CASES, *GROUPS])}"
+                )
+        chosen.update(names)
+    return [name for name in CASES if name in chosen]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeat", type=int, default=15, help="timed runs per row (median)")
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs per kernel row (median)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="interleaved rounds per training-step row (median; the digits case runs 5x as many)",
+    )
     parser.add_argument("--isa", choices=qatcore.available_isas(), help="instruction-set level")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--only",
+        type=parse_cases,
+        default=list(CASES),
+        metavar="CASES",
+        help=f"comma-separated cases or groups to run (default: all): {', '.join(CASES)}; "
+        + "; ".join(f"{g} = {','.join(names)}" for g, names in GROUPS.items()),
+    )
     args = parser.parse_args()
     if args.isa:
         qatcore.set_isa(args.isa)
@@ -275,11 +496,8 @@ def main() -> None:
         f"torch {torch.__version__}  numpy {np.__version__}  {platform.machine()}"
     )
     rows: list[Row] = []
-    for shape in [(256, 256, 3, 3), (4096, 4096)]:
-        rows += bench_arq(shape, args.repeat, args.threads)
-    rows += bench_ulq((64, 256, 56, 56), max(5, args.repeat // 2), args.threads)
-    rows += bench_ifmr((64, 256, 56, 56), max(5, args.repeat // 2), args.threads)
-    rows += bench_qat_step(args.repeat, args.threads)
+    for name in args.only:
+        rows += CASES[name](args)
     print_table(rows)
 
 
