@@ -44,8 +44,9 @@ import numpy as np
 import torch
 
 import qatcore
+from qatcore._core import EPS, qrange
 
-EPS = 2.0**-23
+QMIN, QMAX = qrange(8)  # the INT8 grid every case runs on
 ROUNDS = 60  # interleaved rounds of the training-step cases
 
 
@@ -70,10 +71,10 @@ def torch_arq_per_channel(w: torch.Tensor) -> torch.Tensor:
     """PyTorch's equivalent of ARQ per channel: amin/amax per channel, the same
     scale formula, then its per-channel fake quantization."""
     lo, hi = torch.aminmax(w.reshape(w.shape[0], -1), dim=1)
-    scale = torch.maximum(hi.clamp_min(0) / 127, -lo.clamp_max(0) / 128)
+    scale = torch.maximum(hi.clamp_min(0) / QMAX, -lo.clamp_max(0) / -QMIN)
     scale = torch.where(scale >= EPS, scale, torch.ones_like(scale))
     zero_point = torch.zeros(w.shape[0], dtype=torch.int32)
-    return torch.fake_quantize_per_channel_affine(w, scale, zero_point, 0, -128, 127)
+    return torch.fake_quantize_per_channel_affine(w, scale, zero_point, 0, QMIN, QMAX)
 
 
 @dataclass
@@ -129,7 +130,7 @@ def torch_ulq_learnable(
     x.grad = None
     s = torch.tensor([scale], requires_grad=True)
     z = torch.tensor([float(zero_point)], requires_grad=True)
-    y = torch._fake_quantize_learnable_per_tensor_affine(x, s, z, -128, 127, 1.0)
+    y = torch._fake_quantize_learnable_per_tensor_affine(x, s, z, QMIN, QMAX, 1.0)
     y.backward(g)
     return y, x.grad
 
