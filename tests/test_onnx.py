@@ -326,6 +326,41 @@ def test_export_leaves_the_model_as_it_was(mixed, tmp_path) -> None:
     assert all(torch.equal(v, after[k]) for k, v in before.items())
 
 
+def test_exported_layers_are_the_export_int8_records(mixed) -> None:
+    records = qt.export_int8(mixed.model)
+    assert list(mixed.exported.layers) == list(records)  # every layer is in the eval graph
+    for name, layer in mixed.exported.layers.items():
+        want = records[name]
+        assert isinstance(layer.int8, qt.Int8Layer)
+        assert layer.input_params == want.input_params == layer.int8.input_params
+        assert layer.weight_params == want.weight_params
+        assert np.array_equal(layer.int8.weight_codes, want.weight_codes)
+        assert layer.int8.layer_type is type(mixed.model.get_submodule(name)).__mro__[1]
+
+
+def test_dynamic_batch_export_from_a_batch_of_one(mixed, tmp_path) -> None:
+    """torch.export fixes a dimension of size 1; a one-sample example still gives a file
+    that takes any batch, the same graph as from a batch of two."""
+    one = qt.export_onnx(mixed.model, mixed.x[:1], tmp_path / "one.onnx")
+    two = qt.export_onnx(mixed.model, mixed.x[:2], tmp_path / "two.onnx")
+    proto = onnx.load(one.path)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [n.op_type for n in proto.graph.node] == [
+        n.op_type for n in onnx.load(two.path).graph.node
+    ]
+    from_one = session(proto, optimize=False)
+    from_two = session(onnx.load(two.path), optimize=False)
+    for batch in (1, 5):
+        x = mixed.x[10 : 10 + batch]
+        (logits,) = from_one.run(None, {one.input_names[0]: x.numpy()})
+        (want,) = from_two.run(None, {two.input_names[0]: x.numpy()})
+        assert logits.shape == (batch, 5)
+        assert np.array_equal(logits, want), batch
+        with torch.no_grad():
+            assert np.abs(logits - mixed.model(x).numpy()).max() < 1e-4, batch
+
+
 def test_static_batch_export(mixed, tmp_path) -> None:
     exported = qt.export_onnx(mixed.model, mixed.x[:1], tmp_path / "one.onnx", dynamic_batch=False)
     proto = onnx.load(exported.path)
@@ -337,15 +372,19 @@ def test_static_batch_export(mixed, tmp_path) -> None:
 def test_bad_arguments_are_named(mixed, tmp_path) -> None:
     path, x = tmp_path / "m.onnx", mixed.x[:2]
     uncalibrated = qt.prepare_qat(Mixed(), RetrainConfig.from_dict(MIXED_CONFIG))
-    with pytest.raises(RuntimeError, match="^export_int8: layer 'conv1d' is not calibrated"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^export_onnx: layer 'conv1d' is not calibrated; run the first batch_num=1 "
+        r"batches through the model in train\(\) mode first \(0 so far\)$",
+    ):
         qt.export_onnx(uncalibrated, x, path)
     bad = [
         (dict(opset=17), ValueError, r"^opset: expected 18\.\.\d+ .*got 17"),
         (dict(opset="18"), TypeError, "^opset: expected an int"),
         (dict(example_input=x.numpy()), TypeError, "^example_input: expected a tensor"),
         (dict(example_input=3), TypeError, "^example_input: expected a tensor"),
-        (dict(example_input=x[:1]), ValueError, "^example_input: dynamic_batch=True needs"),
-        (dict(example_input=(x, x[:1])), ValueError, "^example_input: dynamic_batch=True"),
+        (dict(example_input=(x, x[:1])), ValueError, "^example_input: dynamic_batch=True needs"),
+        (dict(example_input=x[0, 0, 0]), ValueError, "^example_input: dynamic_batch=True needs"),
         (dict(model="model"), TypeError, "^model: expected a torch.nn.Module"),
         (dict(path=3), TypeError, "^path: expected a str or os.PathLike"),
         (dict(dynamic_batch="no"), TypeError, "^dynamic_batch: expected a bool"),

@@ -200,44 +200,6 @@ def test_checkpoint_resumes_bit_identically(algo: str) -> None:
         assert a[0].act_quant.clip_max.item() == b[0].act_quant.clip_max.item()
 
 
-def test_export_int8() -> None:
-    config = RetrainConfig.from_dict(
-        {
-            "layers": {
-                "3": {
-                    "retrain_weight_config": {
-                        "weights_retrain_algo": "ulq_quantize",
-                        "channel_wise": False,
-                    }
-                }
-            }
-        }
-    )
-    qat = qt.prepare_qat(small_model(), config)
-    qat(torch.randn(16, 2, 10))
-    with pytest.raises(RuntimeError, match="^export_int8: layer '0' is not calibrated"):
-        qt.export_int8(qt.prepare_qat(small_model(), config))
-    exported = qt.export_int8(qat)
-    assert set(exported) == {"0", "3", "5"}
-    for name, e in exported.items():
-        layer = qat.get_submodule(name)
-        params = qatcore.QuantParams(
-            e["weight_scale"], e["weight_zero_point"], axis=e["weight_axis"]
-        )
-        w = layer.weight.detach().numpy()
-        assert e["weight_int8"].dtype == np.int8
-        assert np.array_equal(e["weight_int8"], qatcore.quantize(w, params))
-        assert_same_floats(
-            qatcore.dequantize(e["weight_int8"], params),
-            layer.weight_quant(layer.weight).detach().numpy(),
-        )
-        act = qatcore.ulq_params(
-            e["act_clip_min"], e["act_clip_max"], fixed_min=layer.act_quant.fixed_min
-        )
-        assert (e["act_scale"], e["act_zero_point"]) == (float(act.scale), int(act.zero_point))
-    assert exported["3"]["weight_axis"] is None and exported["0"]["weight_axis"] == 0
-
-
 # ---- distributed ------------------------------------------------------------------------------
 
 

@@ -3,12 +3,14 @@
 ``prepare_qat(model, config)`` swaps the layers a ``RetrainConfig`` enables for
 quantized twins; train as usual (the first ``batch_num`` batches calibrate the
 activation clips with IFMR); ``export_int8(model)`` gives what an integer engine
-needs, and ``export_onnx(model, example_input, path)`` writes an ONNX QDQ graph.
-Install with ``pip install qatcore[torch]`` (``qatcore[onnx]`` for the ONNX export).
+needs (an :class:`Int8Layer` per layer), and ``export_onnx(model, example_input,
+path)`` writes an ONNX QDQ graph. ``python -m qatcore.torch.demo`` runs the demo.
+Install with ``pip install 'qatcore[torch]'`` (``qatcore[onnx]`` for the ONNX export).
 """
 
 from __future__ import annotations
 
+from ._export import Int8Layer, export_int8, quantized_layers
 from ._functions import (
     ArqFunction,
     UlqFunction,
@@ -23,15 +25,14 @@ from ._modules import (
     QuantConv2d,
     QuantLinear,
     WeightFakeQuant,
-    export_int8,
     prepare_qat,
-    quantized_layers,
 )
 from ._onnx import OnnxExport, OnnxQuantizedLayer, export_onnx
 
 __all__ = [
     "ActivationFakeQuant",
     "ArqFunction",
+    "Int8Layer",
     "OnnxExport",
     "OnnxQuantizedLayer",
     "QuantConv1d",

@@ -301,12 +301,12 @@ class QuantConv2d(nn.Conv2d, _QuantMixin):
         return self._conv_forward(self.act_quant(x), self.weight_quant(self.weight), self.bias)
 
 
+#: The one registry of quantizable layers: float type -> its quantized twin.
 QUANTIZED: dict[type[nn.Module], Any] = {
     nn.Linear: QuantLinear,
     nn.Conv1d: QuantConv1d,
     nn.Conv2d: QuantConv2d,
 }
-QUANT_LAYERS = (QuantLinear, QuantConv1d, QuantConv2d)
 
 
 def prepare_qat(
@@ -331,10 +331,11 @@ def prepare_qat(
                 f"(quantizable layers: {', '.join(near) or 'none'})",
             )
         if type(modules[name]) not in QUANTIZED:
+            *kinds, last = sorted(t.__name__ for t in QUANTIZED)
             raise ConfigError(
                 f"layers.{name}",
                 f"is a {type(modules[name]).__name__}; only "
-                "Conv1d, Conv2d and Linear layers are quantized",
+                f"{', '.join(kinds)} and {last} layers are quantized",
             )
     model = model if inplace else copy.deepcopy(model)
     for name, mod in list(model.named_modules()):
@@ -344,32 +345,3 @@ def prepare_qat(
             new.act_quant.layer_name = name
             model.set_submodule(name, new)
     return model
-
-
-def quantized_layers(model: nn.Module) -> dict[str, Any]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, QUANT_LAYERS)}
-
-
-def export_int8(model: nn.Module) -> dict[str, dict[str, Any]]:
-    """Per quantized layer: int8 weights, their scales and zero points (per output channel
-    or per tensor), the input activation's scale and zero point, and the float bias."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, m in quantized_layers(model).items():
-        act = m.act_quant
-        if not act.calibrated:
-            raise RuntimeError(f"export_int8: layer {name!r} is not calibrated yet")
-        w = m.weight.detach().cpu().float().numpy()
-        wp = m.weight_quant.params(m.weight)
-        ap = act.params()
-        out[name] = {
-            "weight_int8": qatcore.quantize(w, wp),
-            "weight_scale": wp.scale,
-            "weight_zero_point": wp.zero_point,
-            "weight_axis": wp.axis,
-            "act_scale": float(ap.scale),
-            "act_zero_point": int(ap.zero_point),
-            "act_clip_min": act.clip_min.item(),
-            "act_clip_max": act.clip_max.item(),
-            "bias": None if m.bias is None else m.bias.detach().cpu().float().numpy(),
-        }
-    return out

@@ -1,11 +1,12 @@
 """ONNX export of a QAT model as a QDQ graph (QuantizeLinear/DequantizeLinear pairs).
 
-Each quantized layer becomes an inference twin (:class:`_QdqLayer`) built from
-:func:`export_int8`: its input passes a QuantizeLinear/DequantizeLinear pair with the
-ULQ scale and zero point, its weight is an int8 initializer feeding a
-DequantizeLinear, and the float convolution or matrix product follows. PyTorch's
-``torch.export``-based exporter translates the twins (``quantized_decomposed`` ops)
-to ONNX; the quantization tensors are then given stable names.
+Each quantized layer becomes an inference twin (:class:`_QdqLayer`) built from its
+:class:`Int8Layer` record (:func:`export_int8`): its input passes a
+QuantizeLinear/DequantizeLinear pair with the ULQ scale and zero point, its weight is
+an int8 initializer feeding a DequantizeLinear, and the float convolution or matrix
+product follows. PyTorch's ``torch.export``-based exporter translates the twins
+(``quantized_decomposed`` ops) to ONNX; the quantization tensors are then given
+stable names.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 
 import qatcore
 
-from ._modules import QuantConv1d, QuantLinear, export_int8, quantized_layers
+from ._export import Int8Layer, int8_layers, quantized_layers
 
 # PyTorch's exporter writes opset 18 and converts to other versions; below 18 that
 # conversion fails (it keeps 18 or loses the node metadata).
@@ -40,13 +41,21 @@ class OnnxQuantizedLayer:
 
     ``input_quantized`` names the int8 output of the layer's input QuantizeLinear
     (one name per call of the layer: a layer called twice has two);
-    ``weight_int8`` names the int8 weight initializer.
+    ``weight_int8`` names the int8 weight initializer. ``int8`` is the layer's
+    :class:`Int8Layer` (what :func:`export_int8` gives), which the graph holds.
     """
 
     input_quantized: tuple[str, ...]
-    input_params: qatcore.QuantParams
     weight_int8: str
-    weight_params: qatcore.QuantParams
+    int8: Int8Layer
+
+    @property
+    def input_params(self) -> qatcore.QuantParams:
+        return self.int8.input_params
+
+    @property
+    def weight_params(self) -> qatcore.QuantParams:
+        return self.int8.weight_params
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ _LAYER_ATTRIBUTES = (
     "dilation",
     "groups",
     "padding_mode",
+    "_reversed_padding_repeated_twice",
 )
 
 
@@ -82,37 +92,38 @@ class _QdqLayer(nn.Module):
     weight_scale: torch.Tensor
     weight_zero_point: torch.Tensor
 
-    def __init__(
-        self, layer: nn.Module, packed: dict[str, Any], name: str, traced: set[str]
-    ) -> None:
+    def __init__(self, layer: nn.Module, record: Int8Layer, name: str, traced: set[str]) -> None:
         super().__init__()
         self.name, self.traced = name, traced
-        self.input_scale = float(packed["act_scale"])
-        self.input_zero_point = int(packed["act_zero_point"])
-        self.register_buffer("weight_int8", torch.from_numpy(packed["weight_int8"].copy()))
-        self.weight_axis = packed["weight_axis"]
-        if self.weight_axis is None:  # per tensor: constants of the graph
-            self.weight_scale_value = float(packed["weight_scale"])
-            self.weight_zero_point_value = int(packed["weight_zero_point"])
+        p, w = record.input_params, record.weight_params
+        self.input_scale, self.input_zero_point = float(p.scale), int(p.zero_point)
+        self.register_buffer("weight_int8", torch.from_numpy(record.weight_codes.copy()))
+        self.weight_axis = w.axis
+        if w.axis is None:  # per tensor: constants of the graph
+            self.weight_scale_value = float(w.scale)
+            self.weight_zero_point_value = int(w.zero_point)
         else:
-            self.register_buffer("weight_scale", torch.from_numpy(packed["weight_scale"].copy()))
-            zero_point = packed["weight_zero_point"].astype(np.int64)
+            self.register_buffer("weight_scale", torch.from_numpy(w.scale.copy()))
+            zero_point = w.zero_point.astype(np.int64)
             self.register_buffer("weight_zero_point", torch.from_numpy(zero_point))
-        bias = packed["bias"]
+        bias = record.bias
         self.bias = None if bias is None else nn.Parameter(torch.from_numpy(bias.copy()), False)
-        # The float layer's shape attributes, for a forward that reads them.
+        # The float layer's attributes: its geometry, and for a forward that reads them.
         for attr in _LAYER_ATTRIBUTES:
             if hasattr(layer, attr):
                 setattr(self, attr, getattr(layer, attr))
-        self.conv: Any = None  # None: a Linear
-        if not isinstance(layer, QuantLinear):
-            self.conv = F.conv1d if isinstance(layer, QuantConv1d) else F.conv2d
-            padding: Any = layer.padding
-            self.pre_pad: tuple[Any, str] | None = None
-            if layer.padding_mode != "zeros":  # padded first, as nn.Conv does
-                self.pre_pad = (layer._reversed_padding_repeated_twice, str(layer.padding_mode))
-                padding = 0
-            self.conv_args = (layer.stride, padding, layer.dilation, layer.groups)
+        # The float layer's own computation with the dequantized weight: F.linear, or
+        # the convolution's _conv_forward (which pads first where padding_mode asks).
+        if isinstance(layer, nn.Linear):
+            self.compute: Any = lambda x, w, b: F.linear(x, w, b)
+        elif isinstance(layer, nn.modules.conv._ConvNd):
+            conv_forward: Any = type(layer)._conv_forward  # called on the twin's copy
+            self.compute = lambda x, w, b: conv_forward(self, x, w, b)
+        else:
+            raise TypeError(
+                f"model: layer {name!r} is a {type(layer).__name__}, which export_onnx "
+                "cannot write (it writes quantized Linear and convolution layers)"
+            )
 
     @property
     def weight(self) -> torch.Tensor:
@@ -147,21 +158,20 @@ class _QdqLayer(nn.Module):
                 INT8_MAX,
                 torch.int8,
             )
-        if self.conv is None:
-            return F.linear(x, w, self.bias)
-        if self.pre_pad is not None:
-            x = F.pad(x, self.pre_pad[0], mode=self.pre_pad[1])
-        return self.conv(x, w, self.bias, *self.conv_args)
+        return self.compute(x, w, self.bias)
 
 
 def _require_onnx() -> Any:
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
-    except ImportError as e:
-        raise ImportError(
-            f"export_onnx needs onnx and onnxscript ({e}); install them with "
-            "pip install 'qatcore[onnx]'"
+    except ModuleNotFoundError as e:
+        if e.name not in ("onnx", "onnxscript"):
+            raise
+        raise ModuleNotFoundError(
+            f"export_onnx needs onnx and onnxscript ({e.name} is not installed); "
+            "install them with pip install 'qatcore[onnx]'",
+            name=e.name,
         ) from None
     # Registers torch.ops.quantized_decomposed, which the twins call.
     import torch.ao.quantization.fx._decomposed  # noqa: F401
@@ -196,7 +206,7 @@ def _rename(value: Any, name: str, owners: set[Any]) -> None:
     """Name a node output, or an initializer of the nodes ``owners``. The exporter merges
     equal constants: one shared with other nodes is copied first, and one equal to an
     initializer that already has the name (a layer's further input pairs) uses that."""
-    import onnx_ir as ir  # the graph library of torch.onnx's exporter (onnxscript's)
+    from onnxscript import ir  # the graph library of torch.onnx's exporter
 
     if not value.is_initializer():
         value.name = name
@@ -207,13 +217,13 @@ def _rename(value: Any, name: str, owners: set[Any]) -> None:
         if existing is not value and np.array_equal(
             existing.const_value.numpy(), value.const_value.numpy()
         ):
-            for use in list(value.uses()):
-                if use.node in owners:
-                    use.node.replace_input_with(use.idx, existing)
+            for node, index in list(value.uses()):
+                if node in owners:
+                    node.replace_input_with(index, existing)
             if not list(value.uses()):
                 graph.initializers.pop(value.name)
         return
-    if all(u.node in owners for u in value.uses()):
+    if all(node in owners for node, _ in value.uses()):
         value.name = name
         return
     own = ir.Value(
@@ -223,9 +233,9 @@ def _rename(value: Any, name: str, owners: set[Any]) -> None:
         const_value=ir.tensor(value.const_value.numpy().copy(), name=name),
     )
     graph.register_initializer(own)
-    for use in list(value.uses()):
-        if use.node in owners:
-            use.node.replace_input_with(use.idx, own)
+    for node, index in list(value.uses()):
+        if node in owners:
+            node.replace_input_with(index, own)
 
 
 def _name_quantization_tensors(model: Any, layers: dict[str, Any]) -> dict[str, list[str]]:
@@ -301,14 +311,14 @@ def export_onnx(
 
     ``example_input`` is the model's input (a tensor, or a sequence of tensors for
     several arguments). With ``dynamic_batch`` the first dimension of every input is
-    one dynamic ``batch`` (give a batch of at least 2; torch.export raises if the
-    model fixes it). ONNX's QuantizeLinear divides by the scale where the SPEC
-    multiplies by its float32 reciprocal, and has no code for NaN; see the README
-    ("ONNX export") for what that changes. Needs ``pip install 'qatcore[onnx]'``.
+    one dynamic ``batch``: the file accepts any batch size, whatever the example's
+    (a batch of 1 is traced repeated to 2, since torch.export would fix a dimension
+    of size 1; torch.export raises if the model itself fixes the batch). ONNX's
+    QuantizeLinear divides by the scale where the SPEC multiplies by its float32
+    reciprocal, and has no code for NaN; see the README ("ONNX export") for what that
+    changes. Needs ``pip install 'qatcore[onnx]'``.
     """
     onnx = _require_onnx()
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if isinstance(example_input, torch.Tensor):
         args: tuple[Any, ...] = (example_input,)
     else:
@@ -327,39 +337,42 @@ def export_onnx(
         )
     if not isinstance(dynamic_batch, bool):
         raise TypeError(f"dynamic_batch: expected a bool, got {type(dynamic_batch).__name__}")
-    if dynamic_batch and (
-        any(a.ndim == 0 for a in args) or len({a.shape[0] for a in args}) != 1 or len(args[0]) < 2
-    ):
+    if dynamic_batch and (any(a.ndim == 0 for a in args) or len({len(a) for a in args}) != 1):
         raise ValueError(
-            "example_input: dynamic_batch=True needs one batch of at least 2 along the first "
-            "dimension of every input (torch.export fixes a dimension of size 1); got shapes "
-            f"{[tuple(a.shape) for a in args]}; pass dynamic_batch=False to keep them"
+            "example_input: dynamic_batch=True needs one batch size along the first "
+            f"dimension of every input; got shapes {[tuple(a.shape) for a in args]}; pass "
+            "dynamic_batch=False to keep them"
         )
     input_names = _names(input_names, "input_names", len(args))
     output_names = _names(output_names, "output_names", None)
 
     layers = quantized_layers(model)
     for name, m in layers.items():
-        bits = (m.act_quant.num_bits, m.weight_quant.num_bits)
-        if bits != (8, 8):
-            raise ValueError(
-                f"model: layer {name!r} is quantized to {bits} bits (activation, weight); "
-                "ONNX QDQ export writes int8 only"
-            )
         if m.weight.dtype != torch.float32:
             raise TypeError(
                 f"model: layer {name!r} has {m.weight.dtype} weights; the export writes a "
                 "float32 graph (call model.float() first)"
             )
-    packed = export_int8(model)
+    records = int8_layers(model, "export_onnx")
+    for name, record in records.items():
+        bits = (record.input_params.num_bits, record.weight_params.num_bits)
+        if bits != (8, 8):
+            raise ValueError(
+                f"model: layer {name!r} is quantized to {bits} bits (activation, weight); "
+                "ONNX QDQ export writes int8 only"
+            )
     # The copy takes each quantized layer's twin in its place (and leaves the model as
     # is); the export traces on the CPU.
     traced: set[str] = set()  # the layers that the traced forward calls
     memo: dict[int, Any] = {
-        id(m): _QdqLayer(m, packed[name], name, traced) for name, m in layers.items()
+        id(m): _QdqLayer(m, records[name], name, traced) for name, m in layers.items()
     }
     twin = copy.deepcopy(model, memo).cpu().eval()
     args = tuple(a.detach().cpu() for a in args)
+    if dynamic_batch and len(args[0]) == 1:
+        # torch.export fixes a dimension of size 1. PyTorch's exporter lifts that for
+        # the batch in recent releases, not in all that qatcore[onnx] allows: trace two.
+        args = tuple(torch.cat([a, a]) for a in args)
 
     dynamic_shapes = None
     if dynamic_batch:
@@ -400,19 +413,15 @@ def export_onnx(
     program.save(path)
     onnx.checker.check_model(path, full_check=True)
 
-    out_layers = {}
-    for name in (n for n in layers if n in traced):
-        p = packed[name]
-        out_layers[name] = OnnxQuantizedLayer(
+    out_layers = {
+        name: OnnxQuantizedLayer(
             input_quantized=tuple(names[name]),
-            input_params=qatcore.QuantParams(
-                p["act_scale"], np.array(p["act_zero_point"], dtype=np.int32)
-            ),
             weight_int8=f"{name}.weight_int8",
-            weight_params=qatcore.QuantParams(
-                p["weight_scale"], p["weight_zero_point"], axis=p["weight_axis"]
-            ),
+            int8=record,
         )
+        for name, record in records.items()
+        if name in traced
+    }
     return OnnxExport(
         path=path,
         opset=opset,
