@@ -37,7 +37,7 @@ def digits_demo():
 
     require_module("torch")
     require_module("sklearn")
-    from qatcore import demo
+    from qatcore.torch import demo
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notices

@@ -228,7 +228,7 @@ def test_onnx_runtime_computes_the_pytorch_qat_model(which, request) -> None:
 
 
 def test_digits_accuracy_in_onnx_runtime_equals_pytorch(digits, digits_demo) -> None:
-    from qatcore import demo
+    from qatcore.torch import demo
 
     data = digits_demo.data
     x, y = data.x_test.numpy(), data.y_test.numpy()
@@ -474,7 +474,7 @@ def test_demo_prints_onnx_runtime_accuracy(tmp_path, capsys) -> None:
     import re
     import warnings
 
-    from qatcore import demo
+    from qatcore.torch import demo
 
     path = tmp_path / "demo.onnx"
     with warnings.catch_warnings():

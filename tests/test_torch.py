@@ -281,16 +281,6 @@ def test_distributed_calibration_merges_histograms(tmp_path) -> None:
         assert torch.equal(a, b)
 
 
-# ---- the demo -----------------------------------------------------------------------------------
-
-
-def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
-    r = digits_demo
-    assert r.fp32_accuracy > 95.0
-    assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
-    assert r.qat_accuracy >= r.torch_qat_accuracy - 0.5, (r.qat_accuracy, r.torch_qat_accuracy)
-
-
 def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None:
     torch.manual_seed(0)
     config = RetrainConfig.from_json(

@@ -1,8 +1,5 @@
 """Quantization-aware training of a small CNN on scikit-learn's 8x8 digits.
 
-    python -m qatcore.demo [--epochs N] [--qat-epochs N] [--threads N] [--plot FILE]
-                           [--onnx FILE]
-
 Trains the FP32 model, then fine-tunes it with qatcore's INT8 QAT (default
 ``RetrainConfig``: ARQ per-channel weights, ULQ activations calibrated by IFMR on
 the first batch) and, for comparison, with PyTorch's eager-mode QAT
@@ -11,17 +8,20 @@ Prints the three test accuracies, each layer's learned clips and the time per
 training step. With ``--onnx FILE`` it exports the QAT model as an ONNX QDQ graph
 and prints its ONNX Runtime accuracy beside the PyTorch fake-quant accuracy, both
 with every node computed as ONNX defines it and with ONNX Runtime's own integer
-kernels (``pip install 'qatcore[onnx]'``). The digits ship with scikit-learn: no download.
+kernels. The digits ship with scikit-learn: no download. Needs
+``pip install 'qatcore[demo]'`` (PyTorch, scikit-learn, matplotlib, ONNX Runtime).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +30,19 @@ import torch.nn.functional as F
 from torch import nn
 
 import qatcore
-from qatcore.torch import prepare_qat, quantized_layers
+from qatcore.torch import export_int8, prepare_qat, quantized_layers
+
+PROG = "python -m qatcore.torch.demo"
+EPOCHS, QAT_EPOCHS, SEED = 15, 4, 0  # the demo's schedule, as the README reports it
+
+
+def _missing(e: ModuleNotFoundError, what: str) -> ModuleNotFoundError:
+    """The error for a module that the demo extra installs."""
+    return ModuleNotFoundError(
+        f"{what} needs {e.name}, which is not installed; install it with "
+        "pip install 'qatcore[demo]'",
+        name=e.name,
+    )
 
 
 class DigitsNet(nn.Module):
@@ -70,7 +82,10 @@ class Digits:
 
 def load_digits(seed: int = 0) -> Digits:
     """The 1797 digits, scaled to [0, 1], split 75/25 with a fixed seed."""
-    from sklearn.datasets import load_digits as sk_load_digits
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ModuleNotFoundError as e:
+        raise _missing(e, "the digits demo") from None
 
     data = sk_load_digits()
     x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)
@@ -126,8 +141,10 @@ def onnx_accuracy(path: str, x: torch.Tensor, y: torch.Tensor, *, integer_kernel
     ``integer_kernels`` the session runs with ONNX Runtime's default optimizations,
     which fuse QDQ pairs into integer kernels (QLinearConv, QGemm); without, every
     node computes what the ONNX operator defines."""
-    import onnxruntime as ort
-
+    try:
+        import onnxruntime as ort
+    except ModuleNotFoundError as e:
+        raise _missing(e, "running the exported model") from None
     options = ort.SessionOptions()
     if not integer_kernels:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -163,9 +180,9 @@ class DemoResult:
 
 
 def run(
-    epochs: int = 15,
-    qat_epochs: int = 4,
-    seed: int = 0,
+    epochs: int = EPOCHS,
+    qat_epochs: int = QAT_EPOCHS,
+    seed: int = SEED,
     config: qatcore.RetrainConfig | None = None,
 ) -> DemoResult:
     torch.manual_seed(seed)
@@ -191,7 +208,10 @@ def run(
 
 
 def plot_calibration(model: nn.Module, path: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError as e:
+        raise _missing(e, "--plot") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -211,17 +231,39 @@ def plot_calibration(model: nn.Module, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--epochs", type=int, default=15, help="FP32 training epochs")
-    parser.add_argument("--qat-epochs", type=int, default=4, help="QAT fine-tuning epochs")
-    parser.add_argument("--threads", type=int, default=None, help="torch and qatcore threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", metavar="FILE", help="save each layer's IFMR calibration")
+    number: dict[str, Any] = {"type": int, "metavar": "N"}
     parser.add_argument(
-        "--onnx", metavar="FILE", help="export the QAT model to ONNX and run it in ONNX Runtime"
+        "--epochs", default=EPOCHS, help="FP32 training epochs (default: %(default)s)", **number
+    )
+    parser.add_argument(
+        "--qat-epochs",
+        default=QAT_EPOCHS,
+        help="QAT fine-tuning epochs (default: %(default)s)",
+        **number,
+    )
+    parser.add_argument(
+        "--threads", help="torch and qatcore threads (default: each library's own)", **number
+    )
+    parser.add_argument(
+        "--seed", default=SEED, help="data split and training seed (default: %(default)s)", **number
+    )
+    parser.add_argument(
+        "--plot", metavar="FILE", help="save each layer's IFMR calibration (default: no plot)"
+    )
+    parser.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="export the QAT model to ONNX and run it in ONNX Runtime (default: no export)",
     )
     args = parser.parse_args(argv)
+    if args.onnx:  # before a minute of training, not after
+        for module in ("onnx", "onnxscript", "onnxruntime"):
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                parser.error(str(_missing(e, "--onnx")))
     if args.threads:
         torch.set_num_threads(args.threads)
         qatcore.set_num_threads(args.threads)
@@ -239,13 +281,15 @@ def main(argv: list[str] | None = None) -> None:
         f"median ms per training step   FP32 {r.fp32_step_ms:.3f}   qatcore QAT "
         f"{r.qat_step_ms:.3f}   torch.ao QAT {r.torch_qat_step_ms:.3f}"
     )
-    print("learned clips (input activation of each quantized layer):")
-    for name, m in quantized_layers(r.model).items():
-        a = m.act_quant
-        algo = m.layer_config.retrain_weight_config.weights_retrain_algo
+    print("learned clips (input activation of each quantized layer) and int8 weights:")
+    modules = quantized_layers(r.model)
+    for name, layer in export_int8(r.model).items():
+        p = layer.input_params
+        algo = modules[name].layer_config.retrain_weight_config.weights_retrain_algo
         print(
-            f"  {name:6s} clip_min {a.clip_min.item():9.4f}  clip_max {a.clip_max.item():9.4f}"
-            f"  fixed_min {a.fixed_min}  weights {algo}"
+            f"  {name:6s} clip_min {layer.input_clip_min:9.4f}  clip_max "
+            f"{layer.input_clip_max:9.4f}  scale {float(p.scale):.4g}  zero_point "
+            f"{int(p.zero_point):4d}  weights {algo}"
         )
     if args.plot:
         plot_calibration(r.model, args.plot)

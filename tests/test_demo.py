@@ -1,0 +1,65 @@
+"""The digits demo, ``python -m qatcore.torch.demo`` (the README's first command)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import require_module
+
+torch = require_module("torch")
+require_module("sklearn")
+
+from qatcore.torch import demo  # noqa: E402
+
+
+def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
+    r = digits_demo
+    assert r.fp32_accuracy > 95.0
+    assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
+    assert r.qat_accuracy >= r.torch_qat_accuracy - 0.5, (r.qat_accuracy, r.torch_qat_accuracy)
+
+
+def test_help_names_the_command_and_every_default() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "qatcore.torch.demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = " ".join(done.stdout.split())  # argparse wraps to the terminal width
+    assert text.startswith("usage: python -m qatcore.torch.demo [-h] [--epochs N]"), text
+    for option, default in [
+        ("--epochs N", "default: 15"),
+        ("--qat-epochs N", "default: 4"),
+        ("--threads N", "default: each library's own"),
+        ("--seed N", "default: 0"),
+        ("--plot FILE", "default: no plot"),
+        ("--onnx FILE", "default: no export"),
+    ]:
+        after = text.split(f" {option} ", 1)[1]
+        assert f"({default})" in after.split(" --", 1)[0], option
+    assert (demo.EPOCHS, demo.QAT_EPOCHS, demo.SEED) == (15, 4, 0)  # what run() uses too
+
+
+@pytest.mark.parametrize("module", ["onnx", "onnxscript", "onnxruntime"])
+def test_onnx_without_its_packages_fails_before_training(module, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    monkeypatch.setattr(demo, "run", lambda *a: pytest.fail("trained before the check"))
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--onnx", "digits.onnx"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--onnx needs {module}, which is not installed; install it with " in err
+    assert "pip install 'qatcore[demo]'" in err
+
+
+def test_missing_demo_packages_name_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ModuleNotFoundError, match=r"^the digits demo needs sklearn\.datasets"):
+        demo.load_digits()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'qatcore\[demo\]'$"):
+        demo.onnx_accuracy("m.onnx", torch.zeros(1), torch.zeros(1), integer_kernels=False)
