@@ -10,6 +10,17 @@ Install with ``pip install 'qatcore[torch]'`` (``qatcore[onnx]`` for the ONNX ex
 
 from __future__ import annotations
 
+try:
+    import torch  # noqa: F401
+except ModuleNotFoundError as e:  # only torch itself missing: a broken install still says why
+    if e.name != "torch":
+        raise
+    raise ModuleNotFoundError(
+        "qatcore.torch needs PyTorch, which is not installed; install it with "
+        "pip install 'qatcore[torch]'",
+        name="torch",
+    ) from None
+
 from ._export import Int8Layer, export_int8, quantized_layers
 from ._functions import (
     ArqFunction,
