@@ -304,7 +304,7 @@ def qat_step_rows(
 
 def bench_digits_step(rounds: int, thread_counts: list[int]) -> list[Row]:
     """The demo's digits CNN (8x8 inputs), batch 32, Adam."""
-    from qatcore.demo import DigitsNet, torch_ao_qat
+    from qatcore.torch.demo import DigitsNet, torch_ao_qat
 
     x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(1))

@@ -26,13 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import qatcore
+from qatcore._core import qrange
 
 from ._export import Int8Layer, int8_layers, quantized_layers
 
 # PyTorch's exporter writes opset 18 and converts to other versions; below 18 that
 # conversion fails (it keeps 18 or loses the node metadata).
 MIN_OPSET = 18
-INT8_MIN, INT8_MAX = -128, 127
+INT8_MIN, INT8_MAX = qrange(8)  # the only width the QDQ graph is written for
 
 
 @dataclass(frozen=True)
