@@ -10,19 +10,8 @@ from hypothesis.extra import numpy as hnp
 
 import qatcore
 import reference as ref
-from helpers import assert_same_floats, on_every_backend, require_torch
+from helpers import assert_clip_grads_close, assert_same_floats, on_every_backend, require_torch
 from strategies import f32, num_bits
-
-
-def assert_clip_grads_close(got: np.ndarray, want: np.ndarray, label: str) -> None:
-    """float64 sums returned as float32: within 1e-6 relative, or 1e-6 absolute near zero."""
-    got = np.asarray(got, np.float64)
-    want = np.asarray(want, np.float64)
-    assert got.shape == want.shape, (label, got.shape, want.shape)
-    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{label}: NaN positions differ"
-    ok = np.isnan(want) | (np.abs(got - want) <= np.maximum(1e-6 * np.abs(want), 1e-6))
-    assert ok.all(), f"{label}: {got[~ok]} != {want[~ok]}"
-
 
 # Clip values: ordinary, narrow, wide, positive clip_min, negative clip_max, equal.
 clip_values = st.one_of(
