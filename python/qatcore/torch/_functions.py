@@ -103,8 +103,10 @@ def portable_ulq_backward(
     e = (torch.round(t) - t).double() / float(p["levels"])
     g64 = g.double()
     dims = list(range(x.ndim)) if axis is None else [d for d in range(x.ndim) if d != axis]
-    grad_max = (g64 * (e + upper)).sum(dim=dims).float()
-    grad_min = (g64 * (lower.double() - e)).sum(dim=dims).float()
+    max_terms, min_terms = g64 * (e + upper), g64 * (lower.double() - e)
+    if dims:  # sum(dim=[]) would reduce everything: a 1-d x along axis 0 has nothing to sum
+        max_terms, min_terms = max_terms.sum(dim=dims), min_terms.sum(dim=dims)
+    grad_max, grad_min = max_terms.float(), min_terms.float()
     if fixed_min:
         grad_min = torch.zeros_like(grad_min)
     return grad_x, grad_min.reshape(clip_min.shape), grad_max.reshape(clip_max.shape)
