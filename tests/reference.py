@@ -114,12 +114,13 @@ def ulq_forward(x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
     return y, p
 
 
-def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
-    """SPEC "ULQ" backward: (grad_x float32, grad_clip_min float64, grad_clip_max float64).
+def ulq_backward_terms(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" backward, before the sums: (grad_x float32, the float64 terms of
+    grad_clip_min, the float64 terms of grad_clip_max), each the shape of x.
 
     upper = x > hi_e;  lower = x < lo_e;  grad_x = g where inside, else 0
     t = (cmax if upper else cmin if lower else x) * inv_s;  e = (rint(t) - t) / L
-    grad_clip_max = sum(g * (e + upper));  grad_clip_min = sum(g * (lower - e))
+    grad_clip_max terms: g * (e + upper);  grad_clip_min terms: g * (lower - e), 0 if fixed_min
     """
     x = np.asarray(x, dtype=np.float32)
     g = np.asarray(g, dtype=np.float32)
@@ -135,12 +136,19 @@ def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=Non
         t = np.where(upper, p["cmax"], np.where(lower, p["cmin"], x)) * p["inv_scale"]
         e = (np.rint(t) - t).astype(np.float64) / np.float64(p["levels"])
         g64 = g.astype(np.float64)
-        others = None if axis is None else tuple(d for d in range(x.ndim) if d != axis)
-        grad_max = np.sum(g64 * (e + upper), axis=others)
-        grad_min = np.sum(g64 * (lower - e), axis=others)
-    if fixed_min:
-        grad_min = np.zeros_like(grad_max)
-    return grad_x, grad_min, grad_max
+        max_terms = g64 * (e + upper)
+        min_terms = np.zeros_like(max_terms) if fixed_min else g64 * (lower - e)
+    return grad_x, min_terms, max_terms
+
+
+def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" backward: (grad_x float32, grad_clip_min float64, grad_clip_max float64),
+    the terms of ulq_backward_terms summed over the tensor or over each channel."""
+    grad_x, min_terms, max_terms = ulq_backward_terms(
+        g, x, clip_min, clip_max, fixed_min, num_bits, axis
+    )
+    others = None if axis is None else tuple(d for d in range(grad_x.ndim) if d != axis)
+    return grad_x, np.sum(min_terms, axis=others), np.sum(max_terms, axis=others)
 
 
 def ifmr_candidates(max0, min0, num_bits, with_offset, fixed_min, search_range, search_step):

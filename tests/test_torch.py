@@ -5,9 +5,13 @@ from __future__ import annotations
 import io
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpers import assert_same_floats, require_module
 
@@ -17,6 +21,16 @@ import qatcore  # noqa: E402
 import qatcore.torch as qt  # noqa: E402
 import reference as ref  # noqa: E402
 from qatcore import ConfigError, RetrainConfig  # noqa: E402
+from strategies import (  # noqa: E402
+    f32,
+    float_tensors,
+    num_bits,
+    params_for,
+    shapes,
+    tie_weights,
+    ulq_case,
+    ulq_tie_case,
+)
 
 
 def small_model() -> torch.nn.Module:
@@ -36,7 +50,7 @@ def small_model() -> torch.nn.Module:
 
 @pytest.mark.parametrize("axis", [None, 0, 1])
 @pytest.mark.parametrize("fixed_min", [False, True])
-def test_ulq_function_equals_the_kernels_and_the_portable_path(axis, fixed_min) -> None:
+def test_ulq_function_on_cpu_float32_runs_the_kernels(axis, fixed_min) -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(6, 5, 7, generator=g) * 2
     n = 1 if axis is None else x.shape[axis]
@@ -62,21 +76,7 @@ def test_ulq_function_equals_the_kernels_and_the_portable_path(axis, fixed_min) 
     assert_same_floats(xg.grad.numpy(), grads.grad_input)
     assert_same_floats(cmin.grad.numpy(), grads.grad_clip_min)
     assert_same_floats(cmax.grad.numpy(), grads.grad_clip_max)
-    # The portable path (what runs on CUDA), here on CPU float64 to force it.
-    y64 = qt.ulq_fake_quant(
-        x.double().float(), cmin.detach(), cmax.detach(), fixed_min=fixed_min, axis=axis
-    )
-    p = qt._functions.portable_ulq_params(cmin.detach(), cmax.detach(), fixed_min, 8)
-    portable_y = qt.portable_fake_quant(
-        x, p["scale"].reshape(-1), p["zero_point"].reshape(-1), 8, axis
-    )
-    assert torch.equal(portable_y, y64)  # == treats -0 and +0 alike
-    gx, gmin, gmax = qt.portable_ulq_backward(
-        grad, x, cmin.detach(), cmax.detach(), fixed_min, 8, axis
-    )
-    assert torch.equal(gx, xg.grad)
-    np.testing.assert_allclose(gmax.numpy(), cmax.grad.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(gmin.numpy(), cmin.grad.numpy(), rtol=1e-6, atol=1e-6)
+    # The portable path (what runs on CUDA) is tested on its own below.
 
 
 def test_portable_path_runs_for_non_float32_tensors() -> None:
@@ -87,6 +87,129 @@ def test_portable_path_runs_for_non_float32_tensors() -> None:
     y.sum().backward()
     expect = qatcore.ulq_forward(x.detach().float().numpy(), -1.0, 1.0).output
     assert torch.equal(y.detach().float(), torch.from_numpy(expect))
+
+
+# ---- the portable path (PyTorch ops: CUDA and every non-float32 or non-CPU tensor) ----------
+#
+# Tested like the kernels: the same hypothesis cases against reference.py, every bit
+# width, per tensor and per channel, NaN and inf, exact rounding ties. On CPU the
+# float32 tensors that would go to the kernels are routed through the portable ops,
+# exactly as CUDA tensors are, and the kernels are made to fail if called; with a GPU
+# the same tests run on CUDA tensors as well.
+
+PORTABLE_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _no_kernels(*args, **kwargs):
+    raise AssertionError("the portable path called a qatcore kernel")
+
+
+@contextmanager
+def portable_path(device: str) -> Iterator[None]:
+    """Autograd functions take the portable path for float32 tensors on ``device``."""
+    with pytest.MonkeyPatch.context() as mp:
+        if device == "cpu":
+            mp.setattr(qt._functions, "_on_kernels", lambda *tensors: False)
+        for name in ("arq", "ulq_forward", "ulq_backward"):
+            mp.setattr(qatcore, name, _no_kernels)
+        yield
+
+
+def on(device: str, a) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, copy=True)).to(device)
+
+
+def back(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def assert_clip_grads_within_sum_bound(got, want, terms, axis: int | None, label: str) -> None:
+    """PyTorch sums the float64 terms in another order than NumPy, then rounds to float32.
+
+    |got - want| <= 2**-24 |want| + 2**-149 (the float32 rounding, relative with a 1%
+    margin, absolute among subnormals) plus twice the float64 bound of a sum of n terms in
+    any order, (n - 1) 2**-53 sum|terms| (both sums carry it). In practice the results
+    are mostly the same bits.
+    """
+    got = np.asarray(got, np.float64)
+    others = None if axis is None else tuple(d for d in range(terms.ndim) if d != axis)
+    n = terms.size if axis is None else terms.size // max(1, terms.shape[axis])
+    abs_sum = np.sum(np.abs(terms), axis=others)
+    bound = 1.01 * 2.0**-24 * np.abs(want) + 2.0**-149 + 2 * max(n - 1, 0) * 2.0**-53 * abs_sum
+    assert got.shape == np.shape(want), (label, got.shape, np.shape(want))
+    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{label}: NaN positions differ"
+    with np.errstate(invalid="ignore"):
+        ok = np.isnan(want) | (np.abs(got - want) <= bound)
+    assert ok.all(), f"{label}: {got[~ok]} != {np.asarray(want)[~ok]} (bound {bound[~ok]})"
+
+
+with_specials = st.one_of(
+    st.floats(width=32),
+    st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    st.floats(f32(-300), f32(300), width=32),
+)
+
+
+@pytest.mark.parametrize("device", PORTABLE_DEVICES)
+@given(data=st.data(), bits=num_bits, power_of_two=st.booleans())
+def test_portable_fake_quant_matches_reference(device, data, bits, power_of_two) -> None:
+    """Bit for bit, NaN and inf included; with power-of-two scales, ties at every k + 1/2."""
+    e = data.draw(st.integers(-30, 30))
+    ties = st.integers(-70000, 70000).map(lambda k: float((k + 0.5) * 2.0**e))
+    elements = st.one_of(with_specials, ties) if power_of_two else with_specials
+    x = data.draw(float_tensors(elements=elements))
+    scale, zp, axis = data.draw(params_for(x, bits, power_of_two=power_of_two))
+    if power_of_two:
+        scale = np.full(np.shape(zp), 2.0**e, np.float32)
+    _, want = ref.fake_quant(x, scale, zp, bits, axis)
+    got = qt.portable_fake_quant(on(device, x), on(device, scale), on(device, zp), bits, axis)
+    assert_same_floats(back(got), want, device)
+
+
+@pytest.mark.parametrize("device", PORTABLE_DEVICES)
+@given(case=st.one_of(ulq_case(allow_nan=True), ulq_tie_case()))
+def test_portable_ulq_forward_and_backward_match_reference(device, case) -> None:
+    """ulq_fake_quant forward and backward on the portable path: the output and
+    grad_input bit for bit, the clip gradients within the float64 summation bound."""
+    x, g, cmin, cmax, fixed_min, bits, axis = case
+    want_y, _ = ref.ulq_forward(x, cmin, cmax, fixed_min, bits, axis)
+    want_gx, min_terms, max_terms = ref.ulq_backward_terms(g, x, cmin, cmax, fixed_min, bits, axis)
+    _, want_gmin, want_gmax = ref.ulq_backward(g, x, cmin, cmax, fixed_min, bits, axis)
+    xt = on(device, x).requires_grad_()
+    lo, hi = on(device, cmin).requires_grad_(), on(device, cmax).requires_grad_()
+    with portable_path(device):
+        y = qt.ulq_fake_quant(xt, lo, hi, fixed_min=fixed_min, num_bits=bits, axis=axis)
+        y.backward(on(device, g))
+    assert_same_floats(back(y), want_y, f"{device} output")
+    assert_same_floats(back(xt.grad), want_gx, f"{device} grad_input")
+    assert lo.grad.shape == lo.shape and hi.grad.dtype == torch.float32
+    assert_clip_grads_within_sum_bound(back(hi.grad), want_gmax, max_terms, axis, "grad_clip_max")
+    assert_clip_grads_within_sum_bound(back(lo.grad), want_gmin, min_terms, axis, "grad_clip_min")
+    if fixed_min:
+        assert not back(lo.grad).any()
+
+
+@pytest.mark.parametrize("device", PORTABLE_DEVICES)
+@given(data=st.data(), bits=num_bits, channel_wise=st.booleans())
+def test_portable_arq_matches_reference(device, data, bits, channel_wise) -> None:
+    """arq_fake_quant on the portable path: the output bit for bit (ties included), the
+    backward straight through. Finite, non-empty weights: the kernels raise ValueError
+    on NaN or inf weights, the portable path does not check (it would cost a sync)."""
+    if data.draw(st.booleans()):
+        w, bits = data.draw(tie_weights())
+    else:
+        w = data.draw(float_tensors(shape=shapes.filter(lambda s: 0 not in s)))
+    if w.ndim == 0:
+        channel_wise = False
+    axis = data.draw(st.integers(0, w.ndim - 1)) if channel_wise else 0
+    want, _ = ref.arq(w, channel_wise, axis, bits)
+    wt = on(device, w).requires_grad_()
+    g = on(device, np.linspace(-1, 1, w.size, dtype=np.float32).reshape(w.shape))
+    with portable_path(device):
+        y = qt.arq_fake_quant(wt, channel_wise=channel_wise, axis=axis, num_bits=bits)
+        y.backward(g)
+    assert_same_floats(back(y), want, device)
+    assert_same_floats(back(wt.grad), back(g), f"{device} straight-through")
 
 
 @pytest.mark.parametrize("channel_wise", [True, False])
