@@ -45,6 +45,88 @@ def small_model() -> torch.nn.Module:
     )
 
 
+class LayerOps(torch.overrides.TorchFunctionMode):
+    """Records the input and the weight that each quantized layer's convolution or matrix
+    product receives: what the model computes with, after whatever its forward did."""
+
+    OPS = ("linear", "conv1d", "conv2d")
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.current: str | None = None
+        self.seen: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.float_inputs: dict[str, torch.Tensor] = {}
+        self.hooks = []
+        for name, layer in qt.quantized_layers(model).items():
+            self.hooks.append(layer.register_forward_pre_hook(self._enter(name)))
+            self.hooks.append(layer.register_forward_hook(self._leave))
+
+    def _enter(self, name: str):
+        def hook(module, args) -> None:
+            self.current = name
+            self.float_inputs[name] = args[0].detach().clone()
+
+        return hook
+
+    def _leave(self, module, args, out) -> None:
+        self.current = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.current is not None and getattr(func, "__name__", "") in self.OPS:
+            x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+            self.seen[self.current] = (
+                self.float_inputs[self.current],
+                x.detach().clone(),
+                w.detach().clone(),
+            )
+        return func(*args, **kwargs)
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+
+
+def assert_layers_compute_on_the_grid(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Every quantized layer's input and weight, as its convolution or product receives
+    them, are exactly reference.py's fake quantization of the float input (ULQ with the
+    layer's clips) and of the float weight (ARQ, or ULQ with the weight clips): values
+    on the quantization grid, and the right ones. A layer whose quantizer is skipped,
+    or does nothing, fails here."""
+    ops = LayerOps(model)
+    try:
+        with torch.no_grad(), ops:
+            model(x)
+    finally:
+        ops.remove()
+    layers = qt.quantized_layers(model)
+    assert set(ops.seen) == set(layers), (set(ops.seen), set(layers))
+    for name, layer in layers.items():
+        x_float, x_seen, w_seen = (t.numpy() for t in ops.seen[name])
+        act = layer.act_quant
+        bits = act.quantizer.num_bits
+        want_x, _ = ref.ulq_forward(
+            x_float, act.clip_min.item(), act.clip_max.item(), act.quantizer.fixed_min, bits
+        )
+        assert_same_floats(x_seen, want_x, f"{name} input")
+        cfg = layer.weight_quant.config
+        w = layer.weight.detach().numpy()
+        if cfg.weights_retrain_algo == "arq_retrain":
+            want_w, _ = ref.arq(w, cfg.channel_wise, 0, cfg.num_bits)
+        else:
+            want_w, _ = ref.ulq_forward(
+                w,
+                layer.weight_quant.clip_min.detach().numpy(),
+                layer.weight_quant.clip_max.detach().numpy(),
+                False,
+                cfg.num_bits,
+                0 if cfg.channel_wise else None,
+            )
+        assert_same_floats(w_seen, want_w, f"{name} weight")
+        # Not vacuous: the float values are off the grid.
+        assert not np.array_equal(x_float, want_x) and not np.array_equal(w, want_w), name
+
+
 # ---- autograd functions ------------------------------------------------------------------
 
 
@@ -275,7 +357,7 @@ def test_calibration_batches_run_float_then_ifmr_sets_the_clips() -> None:
     hist = qatcore.Histogram().observe(np.concatenate([b.numpy() for b in batches[:2]]))
     want = qatcore.ifmr(hist)
     assert (act.clip_min.item(), act.clip_max.item()) == (want.clip_min, want.clip_max)
-    assert not torch.equal(qat(batches[2]), model(batches[2]))
+    assert_layers_compute_on_the_grid(qat, batches[2])
     qat.eval()
     fresh = qt.prepare_qat(model, config).eval()
     with pytest.raises(RuntimeError, match="not calibrated; run the first batch_num=2 batches"):
@@ -289,8 +371,35 @@ def train_steps(model, optimizer, batches, targets):
         optimizer.step()
 
 
+def assert_same_state(a, b, where: str = "state") -> None:
+    """Equal state dicts, optimizer states included: every tensor the same bits."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b) or (
+            a.is_floating_point()
+            and torch.equal(
+                a.view(torch.int32 if a.dtype == torch.float32 else torch.int64),
+                b.view(torch.int32 if b.dtype == torch.float32 else torch.int64),
+            )
+        ), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, set(a) ^ set(b))
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same_state(u, v, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, (where, a, b)
+
+
 @pytest.mark.parametrize("algo", ["arq_retrain", "ulq_quantize"])
 def test_checkpoint_resumes_bit_identically(algo: str) -> None:
+    """Save, load into a fresh model and optimizer, continue: the result is exactly the
+    uninterrupted run's (every parameter, clip, buffer, calibration and optimizer state)."""
     config = RetrainConfig.from_dict(
         {
             "retrain_data_config": {"batch_num": 3},
@@ -300,23 +409,81 @@ def test_checkpoint_resumes_bit_identically(algo: str) -> None:
     g = torch.Generator().manual_seed(4)
     batches = [torch.randn(8, 2, 10, generator=g) for _ in range(8)]
     targets = [torch.randint(0, 3, (8,), generator=g) for _ in range(8)]
+    probe = torch.randn(5, 2, 10, generator=g)
+    whole = qt.prepare_qat(small_model(), config)
+    opt_whole = torch.optim.Adam(whole.parameters(), lr=1e-2)
+    train_steps(whole, opt_whole, batches, targets)
     for cut in (1, 5):  # mid-calibration, and mid-training
         a = qt.prepare_qat(small_model(), config)
         opt_a = torch.optim.Adam(a.parameters(), lr=1e-2)
         train_steps(a, opt_a, batches[:cut], targets[:cut])
         buf = io.BytesIO()
         torch.save({"model": a.state_dict(), "optimizer": opt_a.state_dict()}, buf)
+        del a, opt_a
         buf.seek(0)
         ckpt = torch.load(buf, weights_only=True)
         b = qt.prepare_qat(small_model(), config)
         b.load_state_dict(ckpt["model"])
         opt_b = torch.optim.Adam(b.parameters(), lr=1e-2)
         opt_b.load_state_dict(ckpt["optimizer"])
-        train_steps(a, opt_a, batches[cut:], targets[cut:])
         train_steps(b, opt_b, batches[cut:], targets[cut:])
-        probe = torch.randn(5, 2, 10, generator=g)
-        assert torch.equal(a(probe), b(probe)), cut
-        assert a[0].act_quant.clip_max.item() == b[0].act_quant.clip_max.item()
+        assert_same_state(b.state_dict(), whole.state_dict(), f"model (cut {cut})")
+        assert_same_state(opt_b.state_dict(), opt_whole.state_dict(), f"optimizer (cut {cut})")
+        assert torch.equal(b(probe), whole(probe)), cut
+
+
+def test_clip_gradients_flow_and_the_clips_move_from_their_calibrated_values() -> None:
+    """After calibration every learnable clip gets a non-zero gradient (a clip_min fixed
+    at 0 gets exactly 0) and training moves it away from where IFMR / ARQ put it."""
+    config = RetrainConfig.from_dict(
+        {
+            "retrain_data_config": {"batch_num": 1},
+            "layers": {"3": {"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}}},
+        }
+    )
+    model = qt.prepare_qat(small_model(), config)
+    g = torch.Generator().manual_seed(6)
+    batches = [torch.randn(16, 2, 10, generator=g) * 2 for _ in range(6)]
+    targets = [torch.randint(0, 3, (16,), generator=g) for _ in range(6)]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train_steps(model, opt, batches[:1], targets[:1])  # calibration
+    clips = {
+        n: p.detach().clone()
+        for n, p in model.named_parameters()
+        if n.split(".")[-1] in ("clip_min", "clip_max")
+    }
+    assert len(clips) == 3 * 2 + 2  # the inputs of layers 0, 3, 5; the weight clips of 3
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(batches[1]), targets[1]).backward()
+    fixed = {n: m.act_quant.quantizer.fixed_min for n, m in qt.quantized_layers(model).items()}
+    assert fixed == {"0": False, "3": True, "5": False}  # layer 3 sees a ReLU's output
+    for n, p in model.named_parameters():
+        if n in clips:
+            if n == "3.act_quant.clip_min":
+                assert torch.equal(p.grad, torch.zeros_like(p)), n
+            else:
+                assert p.grad is not None and bool((p.grad != 0).all()), (n, p.grad)
+    opt.step()
+    train_steps(model, opt, batches[2:], targets[2:])
+    for n, p in model.named_parameters():
+        if n in clips and n != "3.act_quant.clip_min":
+            assert bool((p.detach() != clips[n]).all()), (n, p, clips[n])
+    assert model[3].act_quant.clip_min.item() == 0.0
+    assert_layers_compute_on_the_grid(model, batches[0])
+
+
+def test_the_grid_check_fails_without_quantizers(monkeypatch) -> None:
+    """assert_layers_compute_on_the_grid catches a layer that skips either quantizer."""
+    model = qt.prepare_qat(small_model(), RetrainConfig())
+    x = torch.randn(16, 2, 10, generator=torch.Generator().manual_seed(7))
+    model(x)  # calibrates
+    assert_layers_compute_on_the_grid(model, x)
+    for part, what in (("act_quant", "input"), ("weight_quant", "weight")):
+        with monkeypatch.context() as m:
+            m.setattr(model[3].get_submodule(part), "forward", lambda t: t)
+            with pytest.raises(AssertionError, match=f"^3 {what}: "):
+                assert_layers_compute_on_the_grid(model, x)
+        assert_layers_compute_on_the_grid(model, x)
 
 
 def test_export_int8() -> None:
@@ -344,8 +511,18 @@ def test_export_int8() -> None:
             e["weight_scale"], e["weight_zero_point"], axis=e["weight_axis"]
         )
         w = layer.weight.detach().numpy()
+        cfg = layer.weight_quant.config
+        if cfg.weights_retrain_algo == "arq_retrain":
+            want_scale = ref.arq_scale(w, cfg.channel_wise)
+        else:
+            want_scale = ref.ulq_params(
+                layer.weight_quant.clip_min.detach().numpy(),
+                layer.weight_quant.clip_max.detach().numpy(),
+            )["scale"]
+        assert_same_floats(e["weight_scale"], want_scale.reshape(np.shape(e["weight_scale"])))
+        q_ref, _ = ref.fake_quant(w, e["weight_scale"], e["weight_zero_point"], 8, e["weight_axis"])
         assert e["weight_int8"].dtype == np.int8
-        assert np.array_equal(e["weight_int8"], qatcore.quantize(w, params))
+        assert np.array_equal(e["weight_int8"], ref.codes(q_ref, 8)), name
         assert_same_floats(
             qatcore.dequantize(e["weight_int8"], params),
             layer.weight_quant(layer.weight).detach().numpy(),
@@ -446,3 +623,21 @@ def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
     assert r.fp32_accuracy > 95.0
     assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
     assert r.qat_accuracy >= r.torch_qat_accuracy - 0.5, (r.qat_accuracy, r.torch_qat_accuracy)
+
+
+def test_demo_model_is_quantized_and_its_clips_were_learned(digits_demo) -> None:
+    """What a quantizer that did nothing would fail: each layer computes on the grid,
+    and every activation clip moved away from the value IFMR calibrated it to."""
+    model = digits_demo.model.eval()
+    layers = qt.quantized_layers(model)
+    assert set(layers) == {"conv1", "conv2", "fc1", "fc2"}
+    assert_layers_compute_on_the_grid(model, digits_demo.data.x_test[:64])
+    for name, layer in layers.items():
+        act = layer.act_quant
+        start = act.quantizer.last_ifmr  # the calibration's IFMR result
+        assert start is not None and start.clip_max > 0, name
+        assert act.clip_max.item() != np.float32(start.clip_max), name
+        if act.quantizer.fixed_min:  # conv1 sees pixels in [0, 1], the others ReLUs
+            assert act.clip_min.item() == 0.0, name
+        else:
+            assert act.clip_min.item() != np.float32(start.clip_min), name
