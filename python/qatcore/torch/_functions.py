@@ -37,6 +37,13 @@ def _along(values: torch.Tensor, axis: int | None, ndim: int) -> torch.Tensor:
 # ---- the SPEC in PyTorch ops (any device) ------------------------------------------------
 
 
+def _div(a: torch.Tensor, d: float) -> torch.Tensor:
+    """``a / d`` rounded once, as the SPEC divides. PyTorch's CUDA kernels multiply by the
+    reciprocal when the divisor is a Python or CPU scalar, an ulp off the quotient at
+    times; a 0-d tensor on ``a``'s device is divided by."""
+    return a / torch.tensor(d, dtype=a.dtype, device=a.device)
+
+
 def portable_fake_quant(
     x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, num_bits: int, axis: int | None
 ) -> torch.Tensor:
@@ -56,7 +63,7 @@ def portable_arq_scale(
         lo, hi = flat.amin(dim=1), flat.amax(dim=1)
     else:
         lo, hi = w.detach().amin().reshape(1), w.detach().amax().reshape(1)
-    s = torch.maximum(hi.clamp_min(0) / qmax, -lo.clamp_max(0) / -qmin)
+    s = torch.maximum(_div(hi.clamp_min(0), qmax), _div(-lo.clamp_max(0), -qmin))
     return torch.where(s >= EPS, s, torch.ones_like(s))
 
 
@@ -69,7 +76,7 @@ def portable_ulq_params(
     hi = clip_max.detach().to(torch.float32)
     cmin = torch.zeros_like(lo) if fixed_min else torch.minimum(lo, torch.zeros_like(lo))
     cmax = torch.maximum(hi, torch.full_like(hi, float(np.float32(levels) * np.float32(EPS))))
-    s = (cmax - cmin) / levels
+    s = _div(cmax - cmin, levels)
     inv = 1.0 / s
     n_lo = torch.round(cmin * inv)
     return {
@@ -100,7 +107,7 @@ def portable_ulq_backward(
     upper, lower = x > p["hi_e"], x < p["lo_e"]
     grad_x = torch.where(upper | lower, torch.zeros_like(g), g)
     t = torch.where(upper, p["cmax"], torch.where(lower, p["cmin"], x)) * p["inv"]
-    e = (torch.round(t) - t).double() / float(p["levels"])
+    e = _div((torch.round(t) - t).double(), float(p["levels"]))
     g64 = g.double()
     dims = list(range(x.ndim)) if axis is None else [d for d in range(x.ndim) if d != axis]
     max_terms, min_terms = g64 * (e + upper), g64 * (lower.double() - e)
