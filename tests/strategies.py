@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -72,6 +74,33 @@ def params_for(draw: st.DrawFn, x: np.ndarray, bits: int, power_of_two: bool = F
     if axis is None:
         return scale.reshape(()), zp.reshape(()), None
     return scale, zp, axis
+
+
+@st.composite
+def near_ties(draw: st.DrawFn, shape, axis: int | None, bits: int):
+    """(x, scale, zero_point): scales with random significands (shape () per tensor,
+    else one per index of axis), zero points anywhere in the range, and x at
+    (k + 1/2) * s in float32 or one ulp either side, where rint(x * (1/s)) and
+    rint(x / s) differ for a few percent of values (the SPEC multiplies; dividing would
+    be a bug). Drawn from a seeded generator: hypothesis would shrink scales to powers
+    of two, where the two agree."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    # At least 256 values, so that some of them differ: the shape grows, its rank stays.
+    shape = [max(d, 1) for d in shape] or [1]
+    shape[-1] *= -(-256 // math.prod(shape))
+    n = 1 if axis is None else shape[axis]
+    scale = (rng.uniform(1, 2, n) * 2.0 ** rng.integers(-12, 8, n)).astype(np.float32)
+    s = scale.reshape(()) if axis is None else ref._along(scale, axis, len(shape))
+    k = rng.integers(-300, 300, shape)
+    half = np.asarray((k + 0.5).astype(np.float32) * s, dtype=np.float32)
+    step = rng.integers(-1, 2, shape)
+    beside = np.nextafter(half, np.where(step > 0, np.float32(np.inf), np.float32(-np.inf)))
+    x = np.asarray(np.where(step == 0, half, beside), dtype=np.float32)
+    qmin, qmax = ref.qrange(bits)
+    zp = rng.integers(qmin, qmax + 1, n).astype(np.int32)
+    if axis is None:
+        return x, scale.reshape(()), zp.reshape(())
+    return x, scale, zp
 
 
 # Clip values: ordinary, narrow, wide, positive clip_min, negative clip_max, equal.

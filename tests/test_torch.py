@@ -24,6 +24,7 @@ from qatcore import ConfigError, RetrainConfig  # noqa: E402
 from strategies import (  # noqa: E402
     f32,
     float_tensors,
+    near_ties,
     num_bits,
     params_for,
     shapes,
@@ -235,7 +236,8 @@ with_specials = st.one_of(
 @pytest.mark.parametrize("device", PORTABLE_DEVICES)
 @given(data=st.data(), bits=num_bits, power_of_two=st.booleans())
 def test_portable_fake_quant_matches_reference(device, data, bits, power_of_two) -> None:
-    """Bit for bit, NaN and inf included; with power-of-two scales, ties at every k + 1/2."""
+    """Bit for bit, NaN and inf included; with power-of-two scales, ties at every k + 1/2;
+    with others, values within an ulp of (k + 1/2) * s, where dividing would differ."""
     e = data.draw(st.integers(-30, 30))
     ties = st.integers(-70000, 70000).map(lambda k: float((k + 0.5) * 2.0**e))
     elements = st.one_of(with_specials, ties) if power_of_two else with_specials
@@ -243,6 +245,8 @@ def test_portable_fake_quant_matches_reference(device, data, bits, power_of_two)
     scale, zp, axis = data.draw(params_for(x, bits, power_of_two=power_of_two))
     if power_of_two:
         scale = np.full(np.shape(zp), 2.0**e, np.float32)
+    elif data.draw(st.booleans()):
+        x, scale, zp = data.draw(near_ties(x.shape, axis, bits))
     _, want = ref.fake_quant(x, scale, zp, bits, axis)
     got = qt.portable_fake_quant(on(device, x), on(device, scale), on(device, zp), bits, axis)
     assert_same_floats(back(got), want, device)
