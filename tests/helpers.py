@@ -67,6 +67,16 @@ def assert_same_floats(actual: np.ndarray, expected: np.ndarray, label: str = ""
         )
 
 
+def assert_clip_grads_close(got: np.ndarray, want: np.ndarray, label: str) -> None:
+    """float64 sums returned as float32: within 1e-6 relative, or 1e-6 absolute near zero."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, (label, got.shape, want.shape)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{label}: NaN positions differ"
+    ok = np.isnan(want) | (np.abs(got - want) <= np.maximum(1e-6 * np.abs(want), 1e-6))
+    assert ok.all(), f"{label}: {got[~ok]} != {want[~ok]}"
+
+
 def require_module(name: str) -> ModuleType:
     """A module the test extra installs: missing, it is a skip only outside CI."""
     if os.environ.get("CI"):

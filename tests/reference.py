@@ -5,6 +5,8 @@ Readable first, fast never. Nothing here imports qatcore.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 EPS = np.float32(2.0**-23)  # FLT_EPSILON
@@ -112,12 +114,13 @@ def ulq_forward(x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
     return y, p
 
 
-def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
-    """SPEC "ULQ" backward: (grad_x float32, grad_clip_min float64, grad_clip_max float64).
+def ulq_backward_terms(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" backward, before the sums: (grad_x float32, the float64 terms of
+    grad_clip_min, the float64 terms of grad_clip_max), each the shape of x.
 
     upper = x > hi_e;  lower = x < lo_e;  grad_x = g where inside, else 0
     t = (cmax if upper else cmin if lower else x) * inv_s;  e = (rint(t) - t) / L
-    grad_clip_max = sum(g * (e + upper));  grad_clip_min = sum(g * (lower - e))
+    grad_clip_max terms: g * (e + upper);  grad_clip_min terms: g * (lower - e), 0 if fixed_min
     """
     x = np.asarray(x, dtype=np.float32)
     g = np.asarray(g, dtype=np.float32)
@@ -133,34 +136,23 @@ def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=Non
         t = np.where(upper, p["cmax"], np.where(lower, p["cmin"], x)) * p["inv_scale"]
         e = (np.rint(t) - t).astype(np.float64) / np.float64(p["levels"])
         g64 = g.astype(np.float64)
-        others = None if axis is None else tuple(d for d in range(x.ndim) if d != axis)
-        grad_max = np.sum(g64 * (e + upper), axis=others)
-        grad_min = np.sum(g64 * (lower - e), axis=others)
-    if fixed_min:
-        grad_min = np.zeros_like(grad_max)
-    return grad_x, grad_min, grad_max
+        max_terms = g64 * (e + upper)
+        min_terms = np.zeros_like(max_terms) if fixed_min else g64 * (lower - e)
+    return grad_x, min_terms, max_terms
 
 
-def ifmr(
-    x,
-    num_bits=8,
-    with_offset=False,
-    fixed_min=False,
-    max_percentile=0.999999,
-    min_percentile=0.999999,
-    search_range=(0.7, 1.3),
-    search_step=0.01,
-):
-    """SPEC "IFMR", exact mode: the start points, the candidates, their losses, the choice."""
-    x = np.asarray(x, dtype=np.float32).ravel()
-    n = x.size
-    ordered = np.sort(x)
+def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" backward: (grad_x float32, grad_clip_min float64, grad_clip_max float64),
+    the terms of ulq_backward_terms summed over the tensor or over each channel."""
+    grad_x, min_terms, max_terms = ulq_backward_terms(
+        g, x, clip_min, clip_max, fixed_min, num_bits, axis
+    )
+    others = None if axis is None else tuple(d for d in range(grad_x.ndim) if d != axis)
+    return grad_x, np.sum(min_terms, axis=others), np.sum(max_terms, axis=others)
 
-    def rank(p):  # step 1, in float64
-        return 1 if 1.0 - p < 2.0**-23 else n - int(np.floor(p * n))
 
-    max0 = max(0.0, float(ordered[n - rank(max_percentile)]))
-    min0 = 0.0 if fixed_min else min(0.0, float(ordered[rank(min_percentile) - 1]))
+def ifmr_candidates(max0, min0, num_bits, with_offset, fixed_min, search_range, search_step):
+    """SPEC "IFMR" steps 2 and 3: (ratios, clips, scales, zero_points, valid) per candidate."""
     start, end = search_range
     count = int(np.floor((end - start) / search_step + 1e-6)) + 1  # step 2
     ratios = start + np.arange(count) * search_step
@@ -184,6 +176,33 @@ def ifmr(
             & np.isfinite(scales * (np.float32(qmin) - zf))
             & np.isfinite(scales * (np.float32(qmax) - zf))
         )
+    return ratios, clips, scales, zero_points, valid
+
+
+def ifmr(
+    x,
+    num_bits=8,
+    with_offset=False,
+    fixed_min=False,
+    max_percentile=0.999999,
+    min_percentile=0.999999,
+    search_range=(0.7, 1.3),
+    search_step=0.01,
+):
+    """SPEC "IFMR", exact mode: the start points, the candidates, their losses, the choice."""
+    x = np.asarray(x, dtype=np.float32).ravel()
+    n = x.size
+    ordered = np.sort(x)
+
+    def rank(p):  # step 1, in float64
+        return 1 if 1.0 - p < 2.0**-23 else n - int(np.floor(p * n))
+
+    max0 = max(0.0, float(ordered[n - rank(max_percentile)]))
+    min0 = 0.0 if fixed_min else min(0.0, float(ordered[rank(min_percentile) - 1]))
+    ratios, clips, scales, zero_points, valid = ifmr_candidates(
+        max0, min0, num_bits, with_offset, fixed_min, search_range, search_step
+    )
+    qmin, qmax = qrange(num_bits)
     losses = np.array(
         [  # step 4: float64 mean of squared errors
             np.mean(
@@ -210,3 +229,70 @@ def ifmr(
         "clip_max": s * np.float32(qmax - z),  # step 5
         "clip_min": s * np.float32(qmin - z),
     }
+
+
+def histogram_bins(counts, edges, hist_min, hist_max):
+    """(lo, hi, count) of a histogram's non-empty bins, as histogram-mode IFMR sees them.
+
+    README "How it is built": each bin's count is spread uniformly over the bin, and the
+    outer bins end at the exact observed min and max rather than at their edges.
+    """
+    counts = np.asarray(counts)
+    edges = np.asarray(edges, dtype=np.float64)
+    keep = np.flatnonzero(counts)
+    lo = np.maximum(edges[keep], hist_min)
+    hi = np.minimum(edges[keep + 1], hist_max)
+    return lo, hi, counts[keep].astype(np.float64)
+
+
+def hist_sq_error(lo, hi, count, scale, zero_point, num_bits):
+    """Sum over bins of count * (mean over v uniform in [lo, hi] of (y(v) - v)**2), float64.
+
+    y(v) = k(v) * s with k(v) = clamp(rint(v / s), qmin - z, qmax - z) in real arithmetic:
+    the squared error of fake quantization, integrated exactly over each bin. Between two
+    code boundaries (k + 1/2) * s the code is one constant k, and the integral of
+    (k * s - v)**2 over [a, b] is (b - a) * ((mid - k * s)**2 + (b - a)**2 / 12); a whole
+    cell of width s inside the grid contributes s**3 / 12. A bin of zero width (all its
+    values equal) contributes count * (y(lo) - lo)**2.
+    """
+    qmin, qmax = qrange(num_bits)
+    s = float(scale)
+    k_lo, k_hi = qmin - int(zero_point), qmax - int(zero_point)
+
+    def code(v: float) -> int:  # used at midpoints of pieces only: never on a tie
+        return min(max(int(np.rint(v / s)), k_lo), k_hi)
+
+    def piece(a: float, b: float) -> float:  # integral over [a, b] inside one code
+        w, mid = b - a, 0.5 * (a + b)
+        d = mid - code(mid) * s
+        return w * (d * d + w * w / 12.0)
+
+    total = 0.0
+    for a, b, c in zip(lo.tolist(), hi.tolist(), count.tolist()):
+        if not b > a:
+            total += c * (code(a) * s - a) ** 2
+            continue
+        # Code boundaries (j + 1/2) * s strictly inside (a, b), for codes j, j + 1 in the grid.
+        j0 = max(k_lo, math.floor(a / s - 0.5) + 1)
+        j1 = min(k_hi - 1, math.ceil(b / s - 0.5) - 1)
+        if j1 < j0:
+            integral = piece(a, b)
+        else:  # first partial cell, j1 - j0 whole cells, last partial cell
+            first = min(max((j0 + 0.5) * s, a), b)
+            last = min(max((j1 + 0.5) * s, first), b)
+            integral = piece(a, first) + (j1 - j0) * s**3 / 12.0 + piece(last, b)
+        total += c * integral / (b - a)
+    return total
+
+
+def ifmr_histogram_losses(counts, edges, hist_min, hist_max, scales, zero_points, valid, num_bits):
+    """SPEC "IFMR" step 4 in histogram mode: each candidate's loss over the whole histogram
+    (hist_sq_error / N), infinite for a candidate whose grid is not finite."""
+    lo, hi, count = histogram_bins(counts, edges, hist_min, hist_max)
+    n = float(np.sum(count))
+    return np.array(
+        [
+            hist_sq_error(lo, hi, count, s, z, num_bits) / n if ok else np.inf
+            for s, z, ok in zip(scales, zero_points, valid)
+        ]
+    )

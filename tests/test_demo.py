@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from helpers import require_module
@@ -12,7 +13,9 @@ from helpers import require_module
 torch = require_module("torch")
 require_module("sklearn")
 
+import qatcore.torch as qt  # noqa: E402
 from qatcore.torch import demo  # noqa: E402
+from torch_helpers import assert_layers_compute_on_the_grid  # noqa: E402
 
 
 def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
@@ -20,6 +23,24 @@ def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
     assert r.fp32_accuracy > 95.0
     assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
     assert r.qat_accuracy >= r.torch_qat_accuracy - 0.5, (r.qat_accuracy, r.torch_qat_accuracy)
+
+
+def test_demo_model_is_quantized_and_its_clips_were_learned(digits_demo) -> None:
+    """What a quantizer that did nothing would fail: each layer computes on the grid,
+    and every activation clip moved away from the value IFMR calibrated it to."""
+    model = digits_demo.model.eval()
+    layers = qt.quantized_layers(model)
+    assert set(layers) == {"conv1", "conv2", "fc1", "fc2"}
+    assert_layers_compute_on_the_grid(model, digits_demo.data.x_test[:64])
+    for name, layer in layers.items():
+        act = layer.act_quant
+        start = act.calibrator.last_ifmr  # the calibration's IFMR result
+        assert start is not None and start.clip_max > 0, name
+        assert act.clip_max.item() != np.float32(start.clip_max), name
+        if act.fixed_min:  # conv1 sees pixels in [0, 1], the others ReLUs
+            assert act.clip_min.item() == 0.0, name
+        else:
+            assert act.clip_min.item() != np.float32(start.clip_min), name
 
 
 def test_help_names_the_command_and_every_default() -> None:

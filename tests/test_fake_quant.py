@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 import qatcore
 import reference as ref
 from helpers import assert_same_floats, on_every_backend, require_torch
-from strategies import f32, float_tensors, num_bits, params_for
+from strategies import f32, float_tensors, near_ties, num_bits, params_for
 
 # Finite values plus the non-finite ones fake quantization must handle.
 with_specials = st.one_of(
@@ -28,6 +28,8 @@ def ties(scale_exp: int) -> st.SearchStrategy[float]:
 def test_fake_quantize_matches_reference(data: st.DataObject, bits: int) -> None:
     x = data.draw(float_tensors(elements=st.one_of(with_specials, st.floats(-300, 300, width=32))))
     scale, zp, axis = data.draw(params_for(x, bits))
+    if data.draw(st.booleans()):
+        x, scale, zp = data.draw(near_ties(x.shape, axis, bits))
     params = qatcore.QuantParams(scale, zp, num_bits=bits, axis=axis)
     q_ref, y_ref = ref.fake_quant(x, scale, zp, bits, axis)
     for label, y in on_every_backend(lambda: qatcore.fake_quantize(x, params)):

@@ -28,6 +28,7 @@ from torch import nn  # noqa: E402
 
 import qatcore  # noqa: E402
 import qatcore.torch as qt  # noqa: E402
+import reference as ref  # noqa: E402
 from qatcore import RetrainConfig  # noqa: E402
 
 U = 2.0**-24  # float32 unit roundoff
@@ -257,7 +258,9 @@ def graph_tensors(path) -> tuple[onnx.ModelProto, dict[str, onnx.NodeProto], dic
 
 
 @pytest.mark.parametrize("which", ["digits", "mixed"])
-def test_exported_int8_weights_are_qatcore_quantize_of_the_trained_weights(which, request) -> None:
+def test_exported_int8_weights_are_the_reference_codes_of_the_trained_weights(
+    which, request
+) -> None:
     case: Case = request.getfixturevalue(which)
     _, nodes, inits = graph_tensors(case.exported.path)
     for name, layer in qt.quantized_layers(case.model).items():
@@ -265,11 +268,20 @@ def test_exported_int8_weights_are_qatcore_quantize_of_the_trained_weights(which
         codes, scale, zero_point = (inits[t] for t in dq.input)
         assert codes.dtype == np.int8 and zero_point.dtype == np.int8
         axis = {a.name: a.i for a in dq.attribute}.get("axis", 1) if scale.ndim else None
-        params = qatcore.QuantParams(scale, zero_point.astype(np.int32), axis=axis)
         w = layer.weight.detach().numpy()
-        assert np.array_equal(codes, qatcore.quantize(w, params)), name
+        q_ref, _ = ref.fake_quant(w, scale, zero_point.astype(np.int32), 8, axis)
+        assert np.array_equal(codes, ref.codes(q_ref, 8)), name
         trained = layer.weight_quant.params(layer.weight)  # ARQ of the weights, or ULQ clips
         assert_same_floats(scale, trained.scale, name)
+        cfg = layer.weight_quant.scheme.config
+        if cfg.weights_retrain_algo == "arq_retrain":
+            want_scale = ref.arq_scale(w, cfg.channel_wise)
+        else:
+            want_scale = ref.ulq_params(
+                layer.weight_quant.clip_min.detach().numpy(),
+                layer.weight_quant.clip_max.detach().numpy(),
+            )["scale"]
+        assert_same_floats(scale, want_scale.reshape(scale.shape), name)
         assert np.array_equal(zero_point, trained.zero_point) and axis == trained.axis
         # The input pair carries the ULQ scale and zero point of the learned clips.
         q = nodes[f"{name}/input_quantize"]

@@ -9,7 +9,7 @@ import pytest
 
 import qatcore
 import reference as ref
-from helpers import assert_same_floats
+from helpers import assert_clip_grads_close, assert_same_floats
 from qatcore import (
     ActivationQuantizer,
     QuantizationWarning,
@@ -221,7 +221,23 @@ def test_weight_quantizer_ulq(channel_wise: bool) -> None:
     assert_same_floats(y, ref.ulq_forward(w, q.clip_min, q.clip_max, axis=axis)[0])
     g = np.random.default_rng(3).standard_normal(w.shape).astype(np.float32)
     r = q.backward(g, w)
-    assert r.grad_clip_max is not None and r.grad_clip_max.shape == q.clip_max.shape
+    gw, gmin, gmax = ref.ulq_backward(g, w, q.clip_min, q.clip_max, axis=axis)
+    assert_same_floats(r.grad_weight, gw)
+    assert r.grad_clip_min is not None and r.grad_clip_max is not None
+    assert r.grad_clip_max.shape == r.grad_clip_min.shape == q.clip_max.shape
+    assert_clip_grads_close(r.grad_clip_max, gmax, "grad_clip_max")
+    assert_clip_grads_close(r.grad_clip_min, gmin, "grad_clip_min")
+    # Inside the clips the gradients are sums of rounding residues (about 1e-3 here),
+    # far above the 1e-6 tolerance: zeroed or sign-flipped ones cannot match.
+    assert np.abs(gmax).max() > 1e-3 and np.abs(gmin).max() > 1e-3
+    # Weights moved beyond the clips: there the clip gradients collect g itself.
+    w_out = w * np.float32(3)
+    r = q.backward(g, w_out)
+    gw, gmin, gmax = ref.ulq_backward(g, w_out, q.clip_min, q.clip_max, axis=axis)
+    assert_same_floats(r.grad_weight, gw)
+    assert_clip_grads_close(r.grad_clip_max, gmax, "grad_clip_max beyond the clips")
+    assert_clip_grads_close(r.grad_clip_min, gmin, "grad_clip_min beyond the clips")
+    assert np.abs(gmax).max() > 1 and np.abs(gmin).max() > 1
     other = WeightQuantizer(q.config)
     other.load_state_dict(q.state_dict())
     assert_same_floats(other.forward(w), y)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import io
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpers import assert_same_floats, require_module
 
@@ -17,6 +21,18 @@ import qatcore  # noqa: E402
 import qatcore.torch as qt  # noqa: E402
 import reference as ref  # noqa: E402
 from qatcore import ConfigError, RetrainConfig  # noqa: E402
+from strategies import (  # noqa: E402
+    f32,
+    float_tensors,
+    near_ties,
+    num_bits,
+    params_for,
+    shapes,
+    tie_weights,
+    ulq_case,
+    ulq_tie_case,
+)
+from torch_helpers import assert_layers_compute_on_the_grid  # noqa: E402
 
 
 def small_model() -> torch.nn.Module:
@@ -36,7 +52,7 @@ def small_model() -> torch.nn.Module:
 
 @pytest.mark.parametrize("axis", [None, 0, 1])
 @pytest.mark.parametrize("fixed_min", [False, True])
-def test_ulq_function_equals_the_kernels_and_the_portable_path(axis, fixed_min) -> None:
+def test_ulq_function_on_cpu_float32_runs_the_kernels(axis, fixed_min) -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(6, 5, 7, generator=g) * 2
     n = 1 if axis is None else x.shape[axis]
@@ -62,21 +78,7 @@ def test_ulq_function_equals_the_kernels_and_the_portable_path(axis, fixed_min) 
     assert_same_floats(xg.grad.numpy(), grads.grad_input)
     assert_same_floats(cmin.grad.numpy(), grads.grad_clip_min)
     assert_same_floats(cmax.grad.numpy(), grads.grad_clip_max)
-    # The portable path (what runs on CUDA), here on CPU float64 to force it.
-    y64 = qt.ulq_fake_quant(
-        x.double().float(), cmin.detach(), cmax.detach(), fixed_min=fixed_min, axis=axis
-    )
-    p = qt._functions.portable_ulq_params(cmin.detach(), cmax.detach(), fixed_min, 8)
-    portable_y = qt.portable_fake_quant(
-        x, p["scale"].reshape(-1), p["zero_point"].reshape(-1), 8, axis
-    )
-    assert torch.equal(portable_y, y64)  # == treats -0 and +0 alike
-    gx, gmin, gmax = qt.portable_ulq_backward(
-        grad, x, cmin.detach(), cmax.detach(), fixed_min, 8, axis
-    )
-    assert torch.equal(gx, xg.grad)
-    np.testing.assert_allclose(gmax.numpy(), cmax.grad.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(gmin.numpy(), cmin.grad.numpy(), rtol=1e-6, atol=1e-6)
+    # The portable path (what runs on CUDA) is tested on its own below.
 
 
 def test_portable_path_runs_for_non_float32_tensors() -> None:
@@ -87,6 +89,132 @@ def test_portable_path_runs_for_non_float32_tensors() -> None:
     y.sum().backward()
     expect = qatcore.ulq_forward(x.detach().float().numpy(), -1.0, 1.0).output
     assert torch.equal(y.detach().float(), torch.from_numpy(expect))
+
+
+# ---- the portable path (PyTorch ops: CUDA and every non-float32 or non-CPU tensor) ----------
+#
+# Tested like the kernels: the same hypothesis cases against reference.py, every bit
+# width, per tensor and per channel, NaN and inf, exact rounding ties. On CPU the
+# float32 tensors that would go to the kernels are routed through the portable ops,
+# exactly as CUDA tensors are, and the kernels are made to fail if called; with a GPU
+# the same tests run on CUDA tensors as well.
+
+PORTABLE_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _no_kernels(*args, **kwargs):
+    raise AssertionError("the portable path called a qatcore kernel")
+
+
+@contextmanager
+def portable_path(device: str) -> Iterator[None]:
+    """Autograd functions take the portable path for float32 tensors on ``device``."""
+    with pytest.MonkeyPatch.context() as mp:
+        if device == "cpu":
+            mp.setattr(qt._functions, "_on_kernels", lambda *tensors: False)
+        for name in ("arq", "ulq_forward", "ulq_backward"):
+            mp.setattr(qatcore, name, _no_kernels)
+        yield
+
+
+def on(device: str, a) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, copy=True)).to(device)
+
+
+def back(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def assert_clip_grads_within_sum_bound(got, want, terms, axis: int | None, label: str) -> None:
+    """PyTorch sums the float64 terms in another order than NumPy, then rounds to float32.
+
+    |got - want| <= 2**-24 |want| + 2**-149 (the float32 rounding, relative with a 1%
+    margin, absolute among subnormals) plus twice the float64 bound of a sum of n terms in
+    any order, (n - 1) 2**-53 sum|terms| (both sums carry it). In practice the results
+    are mostly the same bits.
+    """
+    got = np.asarray(got, np.float64)
+    others = None if axis is None else tuple(d for d in range(terms.ndim) if d != axis)
+    n = terms.size if axis is None else terms.size // max(1, terms.shape[axis])
+    abs_sum = np.sum(np.abs(terms), axis=others)
+    bound = 1.01 * 2.0**-24 * np.abs(want) + 2.0**-149 + 2 * max(n - 1, 0) * 2.0**-53 * abs_sum
+    assert got.shape == np.shape(want), (label, got.shape, np.shape(want))
+    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{label}: NaN positions differ"
+    with np.errstate(invalid="ignore"):
+        ok = np.isnan(want) | (np.abs(got - want) <= bound)
+    assert ok.all(), f"{label}: {got[~ok]} != {np.asarray(want)[~ok]} (bound {bound[~ok]})"
+
+
+with_specials = st.one_of(
+    st.floats(width=32),
+    st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    st.floats(f32(-300), f32(300), width=32),
+)
+
+
+@pytest.mark.parametrize("device", PORTABLE_DEVICES)
+@given(data=st.data(), bits=num_bits, power_of_two=st.booleans())
+def test_portable_fake_quant_matches_reference(device, data, bits, power_of_two) -> None:
+    """Bit for bit, NaN and inf included; with power-of-two scales, ties at every k + 1/2;
+    with others, values within an ulp of (k + 1/2) * s, where dividing would differ."""
+    e = data.draw(st.integers(-30, 30))
+    ties = st.integers(-70000, 70000).map(lambda k: float((k + 0.5) * 2.0**e))
+    elements = st.one_of(with_specials, ties) if power_of_two else with_specials
+    x = data.draw(float_tensors(elements=elements))
+    scale, zp, axis = data.draw(params_for(x, bits, power_of_two=power_of_two))
+    if power_of_two:
+        scale = np.full(np.shape(zp), 2.0**e, np.float32)
+    elif data.draw(st.booleans()):
+        x, scale, zp = data.draw(near_ties(x.shape, axis, bits))
+    _, want = ref.fake_quant(x, scale, zp, bits, axis)
+    got = qt.portable_fake_quant(on(device, x), on(device, scale), on(device, zp), bits, axis)
+    assert_same_floats(back(got), want, device)
+
+
+@pytest.mark.parametrize("device", PORTABLE_DEVICES)
+@given(case=st.one_of(ulq_case(allow_nan=True), ulq_tie_case()))
+def test_portable_ulq_forward_and_backward_match_reference(device, case) -> None:
+    """ulq_fake_quant forward and backward on the portable path: the output and
+    grad_input bit for bit, the clip gradients within the float64 summation bound."""
+    x, g, cmin, cmax, fixed_min, bits, axis = case
+    want_y, _ = ref.ulq_forward(x, cmin, cmax, fixed_min, bits, axis)
+    want_gx, min_terms, max_terms = ref.ulq_backward_terms(g, x, cmin, cmax, fixed_min, bits, axis)
+    _, want_gmin, want_gmax = ref.ulq_backward(g, x, cmin, cmax, fixed_min, bits, axis)
+    xt = on(device, x).requires_grad_()
+    lo, hi = on(device, cmin).requires_grad_(), on(device, cmax).requires_grad_()
+    with portable_path(device):
+        y = qt.ulq_fake_quant(xt, lo, hi, fixed_min=fixed_min, num_bits=bits, axis=axis)
+        y.backward(on(device, g))
+    assert_same_floats(back(y), want_y, f"{device} output")
+    assert_same_floats(back(xt.grad), want_gx, f"{device} grad_input")
+    assert lo.grad.shape == lo.shape and hi.grad.dtype == torch.float32
+    assert_clip_grads_within_sum_bound(back(hi.grad), want_gmax, max_terms, axis, "grad_clip_max")
+    assert_clip_grads_within_sum_bound(back(lo.grad), want_gmin, min_terms, axis, "grad_clip_min")
+    if fixed_min:
+        assert not back(lo.grad).any()
+
+
+@pytest.mark.parametrize("device", PORTABLE_DEVICES)
+@given(data=st.data(), bits=num_bits, channel_wise=st.booleans())
+def test_portable_arq_matches_reference(device, data, bits, channel_wise) -> None:
+    """arq_fake_quant on the portable path: the output bit for bit (ties included), the
+    backward straight through. Finite, non-empty weights: the kernels raise ValueError
+    on NaN or inf weights, the portable path does not check (it would cost a sync)."""
+    if data.draw(st.booleans()):
+        w, bits = data.draw(tie_weights())
+    else:
+        w = data.draw(float_tensors(shape=shapes.filter(lambda s: 0 not in s)))
+    if w.ndim == 0:
+        channel_wise = False
+    axis = data.draw(st.integers(0, w.ndim - 1)) if channel_wise else 0
+    want, _ = ref.arq(w, channel_wise, axis, bits)
+    wt = on(device, w).requires_grad_()
+    g = on(device, np.linspace(-1, 1, w.size, dtype=np.float32).reshape(w.shape))
+    with portable_path(device):
+        y = qt.arq_fake_quant(wt, channel_wise=channel_wise, axis=axis, num_bits=bits)
+        y.backward(g)
+    assert_same_floats(back(y), want, device)
+    assert_same_floats(back(wt.grad), back(g), f"{device} straight-through")
 
 
 @pytest.mark.parametrize("channel_wise", [True, False])
@@ -152,7 +280,7 @@ def test_calibration_batches_run_float_then_ifmr_sets_the_clips() -> None:
     hist = qatcore.Histogram().observe(np.concatenate([b.numpy() for b in batches[:2]]))
     want = qatcore.ifmr(hist)
     assert (act.clip_min.item(), act.clip_max.item()) == (want.clip_min, want.clip_max)
-    assert not torch.equal(qat(batches[2]), model(batches[2]))
+    assert_layers_compute_on_the_grid(qat, batches[2])
     qat.eval()
     fresh = qt.prepare_qat(model, config).eval()
     with pytest.raises(
@@ -170,8 +298,35 @@ def train_steps(model, optimizer, batches, targets):
         optimizer.step()
 
 
+def assert_same_state(a, b, where: str = "state") -> None:
+    """Equal state dicts, optimizer states included: every tensor the same bits."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b) or (
+            a.is_floating_point()
+            and torch.equal(
+                a.view(torch.int32 if a.dtype == torch.float32 else torch.int64),
+                b.view(torch.int32 if b.dtype == torch.float32 else torch.int64),
+            )
+        ), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, set(a) ^ set(b))
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same_state(u, v, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, (where, a, b)
+
+
 @pytest.mark.parametrize("algo", ["arq_retrain", "ulq_quantize"])
 def test_checkpoint_resumes_bit_identically(algo: str) -> None:
+    """Save, load into a fresh model and optimizer, continue: the result is exactly the
+    uninterrupted run's (every parameter, clip, buffer, calibration and optimizer state)."""
     config = RetrainConfig.from_dict(
         {
             "retrain_data_config": {"batch_num": 3},
@@ -181,23 +336,81 @@ def test_checkpoint_resumes_bit_identically(algo: str) -> None:
     g = torch.Generator().manual_seed(4)
     batches = [torch.randn(8, 2, 10, generator=g) for _ in range(8)]
     targets = [torch.randint(0, 3, (8,), generator=g) for _ in range(8)]
+    probe = torch.randn(5, 2, 10, generator=g)
+    whole = qt.prepare_qat(small_model(), config)
+    opt_whole = torch.optim.Adam(whole.parameters(), lr=1e-2)
+    train_steps(whole, opt_whole, batches, targets)
     for cut in (1, 5):  # mid-calibration, and mid-training
         a = qt.prepare_qat(small_model(), config)
         opt_a = torch.optim.Adam(a.parameters(), lr=1e-2)
         train_steps(a, opt_a, batches[:cut], targets[:cut])
         buf = io.BytesIO()
         torch.save({"model": a.state_dict(), "optimizer": opt_a.state_dict()}, buf)
+        del a, opt_a
         buf.seek(0)
         ckpt = torch.load(buf, weights_only=True)
         b = qt.prepare_qat(small_model(), config)
         b.load_state_dict(ckpt["model"])
         opt_b = torch.optim.Adam(b.parameters(), lr=1e-2)
         opt_b.load_state_dict(ckpt["optimizer"])
-        train_steps(a, opt_a, batches[cut:], targets[cut:])
         train_steps(b, opt_b, batches[cut:], targets[cut:])
-        probe = torch.randn(5, 2, 10, generator=g)
-        assert torch.equal(a(probe), b(probe)), cut
-        assert a[0].act_quant.clip_max.item() == b[0].act_quant.clip_max.item()
+        assert_same_state(b.state_dict(), whole.state_dict(), f"model (cut {cut})")
+        assert_same_state(opt_b.state_dict(), opt_whole.state_dict(), f"optimizer (cut {cut})")
+        assert torch.equal(b(probe), whole(probe)), cut
+
+
+def test_clip_gradients_flow_and_the_clips_move_from_their_calibrated_values() -> None:
+    """After calibration every learnable clip gets a non-zero gradient (a clip_min fixed
+    at 0 gets exactly 0) and training moves it away from where IFMR / ARQ put it."""
+    config = RetrainConfig.from_dict(
+        {
+            "retrain_data_config": {"batch_num": 1},
+            "layers": {"3": {"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}}},
+        }
+    )
+    model = qt.prepare_qat(small_model(), config)
+    g = torch.Generator().manual_seed(6)
+    batches = [torch.randn(16, 2, 10, generator=g) * 2 for _ in range(6)]
+    targets = [torch.randint(0, 3, (16,), generator=g) for _ in range(6)]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train_steps(model, opt, batches[:1], targets[:1])  # calibration
+    clips = {
+        n: p.detach().clone()
+        for n, p in model.named_parameters()
+        if n.split(".")[-1] in ("clip_min", "clip_max")
+    }
+    assert len(clips) == 3 * 2 + 2  # the inputs of layers 0, 3, 5; the weight clips of 3
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(batches[1]), targets[1]).backward()
+    fixed = {n: m.act_quant.fixed_min for n, m in qt.quantized_layers(model).items()}
+    assert fixed == {"0": False, "3": True, "5": False}  # layer 3 sees a ReLU's output
+    for n, p in model.named_parameters():
+        if n in clips:
+            if n == "3.act_quant.clip_min":
+                assert torch.equal(p.grad, torch.zeros_like(p)), n
+            else:
+                assert p.grad is not None and bool((p.grad != 0).all()), (n, p.grad)
+    opt.step()
+    train_steps(model, opt, batches[2:], targets[2:])
+    for n, p in model.named_parameters():
+        if n in clips and n != "3.act_quant.clip_min":
+            assert bool((p.detach() != clips[n]).all()), (n, p, clips[n])
+    assert model[3].act_quant.clip_min.item() == 0.0
+    assert_layers_compute_on_the_grid(model, batches[0])
+
+
+def test_the_grid_check_fails_without_quantizers(monkeypatch) -> None:
+    """assert_layers_compute_on_the_grid catches a layer that skips either quantizer."""
+    model = qt.prepare_qat(small_model(), RetrainConfig())
+    x = torch.randn(16, 2, 10, generator=torch.Generator().manual_seed(7))
+    model(x)  # calibrates
+    assert_layers_compute_on_the_grid(model, x)
+    for part, what in (("act_quant", "input"), ("weight_quant", "weight")):
+        with monkeypatch.context() as m:
+            m.setattr(model[3].get_submodule(part), "forward", lambda t: t)
+            with pytest.raises(AssertionError, match=f"^3 {what}: "):
+                assert_layers_compute_on_the_grid(model, x)
+        assert_layers_compute_on_the_grid(model, x)
 
 
 # ---- distributed ------------------------------------------------------------------------------

@@ -10,61 +10,14 @@ from hypothesis.extra import numpy as hnp
 
 import qatcore
 import reference as ref
-from helpers import assert_same_floats, on_every_backend, require_torch
-from strategies import f32, num_bits
+from helpers import assert_clip_grads_close, assert_same_floats, on_every_backend, require_torch
+from strategies import f32, ulq_case, ulq_tie_case
+
+# Half the cases are exact rounding ties (power-of-two scales, x = (k + 1/2) * s).
+ulq_cases = st.one_of(ulq_case(allow_nan=True), ulq_tie_case())
 
 
-def assert_clip_grads_close(got: np.ndarray, want: np.ndarray, label: str) -> None:
-    """float64 sums returned as float32: within 1e-6 relative, or 1e-6 absolute near zero."""
-    got = np.asarray(got, np.float64)
-    want = np.asarray(want, np.float64)
-    assert got.shape == want.shape, (label, got.shape, want.shape)
-    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{label}: NaN positions differ"
-    ok = np.isnan(want) | (np.abs(got - want) <= np.maximum(1e-6 * np.abs(want), 1e-6))
-    assert ok.all(), f"{label}: {got[~ok]} != {want[~ok]}"
-
-
-# Clip values: ordinary, narrow, wide, positive clip_min, negative clip_max, equal.
-clip_values = st.one_of(
-    st.floats(f32(-10), f32(10), width=32),
-    st.floats(f32(-1e-6), f32(1e-6), width=32),
-    st.floats(f32(-1e6), f32(1e6), width=32),
-    st.sampled_from([0.0, -0.0, 1.0, -1.0]),
-)
-
-
-@st.composite
-def ulq_case(draw: st.DrawFn, allow_nan: bool = False):
-    """(x, g, clip_min, clip_max, fixed_min, bits, axis) with x hitting the effective bounds."""
-    bits = draw(num_bits)
-    shape = draw(
-        hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6)
-        | st.tuples(st.integers(0, 3), st.integers(0, 70))
-    )
-    axis = draw(st.none() | st.integers(0, len(shape) - 1)) if shape else None
-    n = 1 if axis is None else shape[axis]
-    cmin = draw(hnp.arrays(np.float32, (n,), elements=clip_values))
-    cmax = draw(hnp.arrays(np.float32, (n,), elements=clip_values))
-    if draw(st.booleans()):
-        cmax = cmin.copy()  # clip_max == clip_min
-    fixed_min = draw(st.booleans())
-    p = ref.ulq_params(cmin, cmax, fixed_min, bits)
-    # Values near the clips, exactly on the effective bounds, and anywhere.
-    bounds = [float(v) for v in np.concatenate([p["lo_e"], p["hi_e"], cmin, cmax, [0.0]])]
-    scale = float(np.max(np.abs(np.concatenate([cmin, cmax, [1e-3]]))))
-    elements = st.one_of(
-        st.sampled_from(bounds),
-        st.floats(f32(-2 * scale), f32(2 * scale), width=32),
-        st.floats(width=32, allow_nan=allow_nan, allow_infinity=allow_nan),
-    )
-    x = draw(hnp.arrays(np.float32, shape, elements=elements))
-    g = draw(hnp.arrays(np.float32, shape, elements=st.floats(f32(-10), f32(10), width=32)))
-    if axis is None:
-        cmin, cmax = cmin.reshape(()), cmax.reshape(())
-    return x, g, cmin, cmax, fixed_min, bits, axis
-
-
-@given(case=ulq_case(allow_nan=True))
+@given(case=ulq_cases)
 def test_ulq_forward_matches_reference(case) -> None:
     x, _, cmin, cmax, fixed_min, bits, axis = case
     y_ref, p = ref.ulq_forward(x, cmin, cmax, fixed_min, bits, axis)
@@ -79,7 +32,7 @@ def test_ulq_forward_matches_reference(case) -> None:
     assert params == r.params
 
 
-@given(case=ulq_case(allow_nan=True))
+@given(case=ulq_cases)
 def test_ulq_backward_matches_reference(case) -> None:
     x, g, cmin, cmax, fixed_min, bits, axis = case
     gx_ref, gmin_ref, gmax_ref = ref.ulq_backward(g, x, cmin, cmax, fixed_min, bits, axis)
@@ -204,7 +157,7 @@ def test_clip_gradients_are_the_straight_through_derivative(
         assert float(r.grad_clip_min) == pytest.approx(d_min, rel=1e-5, abs=1e-5)
 
 
-@given(case=ulq_case())
+@given(case=st.one_of(ulq_case(), ulq_tie_case()))
 def test_ulq_forward_bit_identical_to_torch(case) -> None:
     torch = require_torch()
     x, _, cmin, cmax, fixed_min, bits, axis = case

@@ -36,6 +36,13 @@ def _along(values: torch.Tensor, axis: int | None, ndim: int) -> torch.Tensor:
 # ---- the SPEC in PyTorch ops (any device) ------------------------------------------------
 
 
+def _div(a: torch.Tensor, d: float) -> torch.Tensor:
+    """``a / d`` rounded once, as the SPEC divides. PyTorch's CUDA kernels multiply by the
+    reciprocal when the divisor is a Python or CPU scalar, an ulp off the quotient at
+    times; a 0-d tensor on ``a``'s device is divided by."""
+    return a / torch.tensor(d, dtype=a.dtype, device=a.device)
+
+
 def portable_fake_quant(
     x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, num_bits: int, axis: int | None
 ) -> torch.Tensor:
@@ -55,7 +62,7 @@ def portable_arq_scale(
         lo, hi = flat.amin(dim=1), flat.amax(dim=1)
     else:
         lo, hi = w.detach().amin().reshape(1), w.detach().amax().reshape(1)
-    s = torch.maximum(hi.clamp_min(0) / qmax, -lo.clamp_max(0) / -qmin)
+    s = torch.maximum(_div(hi.clamp_min(0), qmax), _div(-lo.clamp_max(0), -qmin))
     return torch.where(s >= EPS, s, torch.ones_like(s))
 
 
@@ -68,7 +75,7 @@ def portable_ulq_params(
     hi = clip_max.detach().to(torch.float32)
     cmin = torch.zeros_like(lo) if fixed_min else torch.minimum(lo, torch.zeros_like(lo))
     cmax = torch.maximum(hi, torch.full_like(hi, float(np.float32(levels) * np.float32(EPS))))
-    s = (cmax - cmin) / levels
+    s = _div(cmax - cmin, levels)
     inv = 1.0 / s
     n_lo = torch.round(cmin * inv)
     return {
@@ -99,11 +106,13 @@ def portable_ulq_backward(
     upper, lower = x > p["hi_e"], x < p["lo_e"]
     grad_x = torch.where(upper | lower, torch.zeros_like(g), g)
     t = torch.where(upper, p["cmax"], torch.where(lower, p["cmin"], x)) * p["inv"]
-    e = (torch.round(t) - t).double() / float(p["levels"])
+    e = _div((torch.round(t) - t).double(), float(p["levels"]))
     g64 = g.double()
     dims = list(range(x.ndim)) if axis is None else [d for d in range(x.ndim) if d != axis]
-    grad_max = (g64 * (e + upper)).sum(dim=dims).float()
-    grad_min = (g64 * (lower.double() - e)).sum(dim=dims).float()
+    max_terms, min_terms = g64 * (e + upper), g64 * (lower.double() - e)
+    if dims:  # sum(dim=[]) would reduce everything: a 1-d x along axis 0 has nothing to sum
+        max_terms, min_terms = max_terms.sum(dim=dims), min_terms.sum(dim=dims)
+    grad_max, grad_min = max_terms.float(), min_terms.float()
     if fixed_min:
         grad_min = torch.zeros_like(grad_min)
     return grad_x, grad_min.reshape(clip_min.shape), grad_max.reshape(clip_max.shape)

@@ -1,0 +1,92 @@
+"""Checks on prepared PyTorch models, shared by the PyTorch test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import qatcore.torch as qt
+import reference as ref
+from helpers import assert_same_floats
+
+
+class LayerOps(torch.overrides.TorchFunctionMode):
+    """Records the input and the weight that each quantized layer's convolution or matrix
+    product receives: what the model computes with, after whatever its forward did."""
+
+    OPS = ("linear", "conv1d", "conv2d")
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.current: str | None = None
+        self.seen: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.float_inputs: dict[str, torch.Tensor] = {}
+        self.hooks = []
+        for name, layer in qt.quantized_layers(model).items():
+            self.hooks.append(layer.register_forward_pre_hook(self._enter(name)))
+            self.hooks.append(layer.register_forward_hook(self._leave))
+
+    def _enter(self, name: str):
+        def hook(module, args) -> None:
+            self.current = name
+            self.float_inputs[name] = args[0].detach().clone()
+
+        return hook
+
+    def _leave(self, module, args, out) -> None:
+        self.current = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.current is not None and getattr(func, "__name__", "") in self.OPS:
+            x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+            self.seen[self.current] = (
+                self.float_inputs[self.current],
+                x.detach().clone(),
+                w.detach().clone(),
+            )
+        return func(*args, **kwargs)
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+
+
+def assert_layers_compute_on_the_grid(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Every quantized layer's input and weight, as its convolution or product receives
+    them, are exactly reference.py's fake quantization of the float input (ULQ with the
+    layer's clips) and of the float weight (ARQ, or ULQ with the weight clips): values
+    on the quantization grid, and the right ones. A layer whose quantizer is skipped,
+    or does nothing, fails here."""
+    ops = LayerOps(model)
+    try:
+        with torch.no_grad(), ops:
+            model(x)
+    finally:
+        ops.remove()
+    layers = qt.quantized_layers(model)
+    assert set(ops.seen) == set(layers), (set(ops.seen), set(layers))
+    for name, layer in layers.items():
+        x_float, x_seen, w_seen = (t.numpy() for t in ops.seen[name])
+        act = layer.act_quant
+        bits = act.num_bits
+        want_x, _ = ref.ulq_forward(
+            x_float, act.clip_min.item(), act.clip_max.item(), act.fixed_min, bits
+        )
+        assert_same_floats(x_seen, want_x, f"{name} input")
+        cfg = layer.weight_quant.scheme.config
+        w = layer.weight.detach().numpy()
+        if cfg.weights_retrain_algo == "arq_retrain":
+            want_w, _ = ref.arq(w, cfg.channel_wise, 0, cfg.num_bits)
+        else:
+            want_w, _ = ref.ulq_forward(
+                w,
+                layer.weight_quant.clip_min.detach().numpy(),
+                layer.weight_quant.clip_max.detach().numpy(),
+                False,
+                cfg.num_bits,
+                0 if cfg.channel_wise else None,
+            )
+        assert_same_floats(w_seen, want_w, f"{name} weight")
+        # Not vacuous: the float values are off the grid.
+        assert not np.array_equal(x_float, want_x) and not np.array_equal(w, want_w), name
