@@ -1,4 +1,5 @@
-"""``python -m qatcore check-config FILE``: validate a retrain configuration file."""
+"""``python -m qatcore check-config FILE``: validate a retrain configuration file (any of
+the three forms: canonical or AMCT graph-mode JSON, AMCT ``.cfg``)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,26 @@ def describe(layer: LayerConfig) -> str:
 
 def check_config(path: str) -> int:
     try:
-        config = RetrainConfig.from_json(path)
+        config = RetrainConfig.load(path)
     except (ConfigError, OSError) as e:
         print(f"{path}: invalid: {e}", file=sys.stderr)
         return 1
     print(f"{path}: valid")
-    names = ["(defaults)", *config.layers]
-    width = max(len(n) for n in names)
-    print(f"{'(defaults)'.ljust(width)}  {describe(config.defaults)}")
-    for name in config.layers:
-        print(f"{name.ljust(width)}  {describe(config.for_layer(name))}")
+    rows = [("(defaults)", config.defaults)]
+    # A type's row is what a layer of that type gets unless its name has an override.
+    rows += [(f"type {kind}", config.for_layer("", kind)) for kind in config.layer_types]
+    rows += [(name, config.for_layer(name)) for name in config.layers]
+    width = max(len(label) for label, _ in rows)
+    for label, layer in rows:
+        print(f"{label.ljust(width)}  {describe(layer)}")
+    if config.layer_types and config.layers:
+        print("(layer rows: their type's override applies beneath them in a model)")
+    if config.skip_layers:
+        print(f"skip_layers: {', '.join(config.skip_layers)}")
+    if config.skip_layer_types:
+        print(f"skip_layer_types: {', '.join(config.skip_layer_types)}")
+    if config.fakequant_precision_mode != "DEFAULT":
+        print(f"fakequant_precision_mode: {config.fakequant_precision_mode}")
     return 0
 
 
