@@ -487,5 +487,7 @@ def test_check_config_reads_every_form(tmp_path: Path) -> None:
     assert "weights_retrain_algo=ulq_quantize channel_wise=false" in linear
     graph = run_cli("check-config", str(FIXTURES / "net_partial_graph.json")).stdout
     assert "(defaults)" in graph and "retrain_enable=false (stays float)" in graph
+    head_row = next(line for line in graph.splitlines() if line.startswith("head"))
+    assert "channel_wise=by type (false for Linear)" in head_row
     bad = run_cli("check-config", str(FIXTURES / "prune.cfg"))
     assert bad.returncode == 1 and "prune_config: qatcore does not prune" in bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 
 from .config import ConfigError, LayerConfig, RetrainConfig
 
@@ -40,7 +41,12 @@ def check_config(path: str) -> int:
     rows += [(name, config.for_layer(name)) for name in config.layers]
     width = max(len(label) for label, _ in rows)
     for label, layer in rows:
-        print(f"{label.ljust(width)}  {describe(layer)}")
+        line = describe(layer)
+        weights = config.layers.get(label, {}).get("retrain_weight_config", {})
+        if isinstance(weights, Mapping) and weights.get("channel_wise", False) is None:
+            # "channel_wise": null: AMCT's default for the layer's type, not known here
+            line = line.replace("channel_wise=true", "channel_wise=by type (false for Linear)")
+        print(f"{label.ljust(width)}  {line}")
     if config.layer_types and config.layers:
         print("(layer rows: their type's override applies beneath them in a model)")
     if config.skip_layers:
