@@ -259,7 +259,10 @@ def test_prepare_qat_replaces_enabled_layers_only() -> None:
     assert set(qt.quantized_layers(qat)) == {"0", "3"}
     with pytest.raises(ConfigError, match=r"^layers.conv9: no layer of that name in the model \("):
         qt.prepare_qat(model, RetrainConfig.from_dict({"layers": {"conv9": {}}}))
-    with pytest.raises(ConfigError, match="^layers.1: is a ReLU; only Conv1d, Conv2d and Linear"):
+    with pytest.raises(
+        ConfigError,
+        match="^layers.1: is a ReLU; only Linear, Conv1d, Conv2d, Conv3d and ConvTranspose2d",
+    ):
         qt.prepare_qat(model, RetrainConfig.from_dict({"layers": {"1": {}}}))
 
 

@@ -82,12 +82,13 @@ _LAYER_ATTRIBUTES = (
     "dilation",
     "groups",
     "padding_mode",
+    "output_padding",
     "_reversed_padding_repeated_twice",
 )
 
 
 class _QdqLayer(nn.Module):
-    """Inference twin of a ``QuantLinear``/``QuantConv1d``/``QuantConv2d``."""
+    """Inference twin of a quantized layer (``LinearQAT``, ``Conv2dQAT``, ...)."""
 
     weight_int8: torch.Tensor
     weight_scale: torch.Tensor
@@ -117,6 +118,11 @@ class _QdqLayer(nn.Module):
         # the convolution's _conv_forward (which pads first where padding_mode asks).
         if isinstance(layer, nn.Linear):
             self.compute: Any = lambda x, w, b: F.linear(x, w, b)
+        elif isinstance(layer, nn.ConvTranspose2d):  # weight axis 1 holds the channels
+            g: Any = self  # the geometry attributes copied above
+            self.compute = lambda x, w, b: F.conv_transpose2d(
+                x, w, b, g.stride, g.padding, g.output_padding, g.groups, g.dilation
+            )
         elif isinstance(layer, nn.modules.conv._ConvNd):
             conv_forward: Any = type(layer)._conv_forward  # called on the twin's copy
             self.compute = lambda x, w, b: conv_forward(self, x, w, b)
