@@ -71,22 +71,6 @@ class OnnxExport:
     layers: dict[str, OnnxQuantizedLayer]
 
 
-_LAYER_ATTRIBUTES = (
-    "in_features",
-    "out_features",
-    "in_channels",
-    "out_channels",
-    "kernel_size",
-    "stride",
-    "padding",
-    "dilation",
-    "groups",
-    "padding_mode",
-    "output_padding",
-    "_reversed_padding_repeated_twice",
-)
-
-
 class _QdqLayer(nn.Module):
     """Inference twin of a quantized layer (``LinearQAT``, ``Conv2dQAT``, ...)."""
 
@@ -111,7 +95,10 @@ class _QdqLayer(nn.Module):
         bias = record.bias
         self.bias = None if bias is None else nn.Parameter(torch.from_numpy(bias.copy()), False)
         # The float layer's attributes: its geometry, and for a forward that reads them.
-        for attr in _LAYER_ATTRIBUTES:
+        # The float layer's geometry: its constructor arguments (the QAT layer's
+        # _float_args) and the padding its own _conv_forward reads.
+        float_args: tuple[str, ...] = layer._float_args  # type: ignore[assignment]
+        for attr in (*float_args, "_reversed_padding_repeated_twice"):
             if hasattr(layer, attr):
                 setattr(self, attr, getattr(layer, attr))
         # The float layer's own computation with the dequantized weight: F.linear, or
