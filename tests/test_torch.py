@@ -517,6 +517,10 @@ def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None
     def refused(key: str, value, message: str) -> None:
         bad = dict(state)
         bad[key] = value
+        # Values that PyTorch would load before it reaches the bad entry: the layer's own
+        # weight, and a later layer's. Neither may change.
+        bad["0.weight"] = state["0.weight"] + 1
+        bad["2.weight"] = state["2.weight"] + 1
         with pytest.raises(ValueError, match=message):
             model.load_state_dict(bad)
         for k, v in model.state_dict().items():  # nothing changed
@@ -549,3 +553,11 @@ def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None
         {**extra, "clip_min": -1.0, "clip_max": 1.0},
         r"^0\.act_quant\._extra_state: expected the keys .*unknown \['clip_min', 'clip_max'\]",
     )
+    # A layer loaded on its own checks its quantizers before its weight, too.
+    layer = model[0]
+    own = layer.state_dict()
+    bad_layer = {**own, "weight": own["weight"] + 1}
+    bad_layer["act_quant._extra_state"] = {**extra, "calibrated": "no"}
+    with pytest.raises(ValueError, match=r"^act_quant\._extra_state\['calibrated'\]: expected"):
+        layer.load_state_dict(bad_layer)
+    assert torch.equal(layer.weight, saved["0.weight"])

@@ -144,16 +144,25 @@ class ActivationFakeQuant(nn.Module):
     def get_extra_state(self) -> Any:
         return _to_torch_state(self.calibrator.state_dict())
 
+    def check_entries(self, state_dict: dict[str, Any], prefix: str) -> qatcore.Calibrator | None:
+        """Check this module's checkpoint entries (keys under ``prefix``) without loading
+        them: a bad one raises ``ValueError`` naming its key. Returns the calibrator the
+        saved state describes (None when the checkpoint has none)."""
+        _check_clip_entries(self, state_dict, prefix)
+        key = prefix + "_extra_state"
+        if key not in state_dict:
+            return None
+        validated = qatcore.Calibrator(self.calibrator.config)
+        validated.load_state_dict(_to_numpy_state(state_dict[key]), path=key)
+        return validated
+
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
         # Every entry is checked before any is loaded, with its key in the error.
-        key = prefix + "_extra_state"
-        if key in state_dict:
-            validated = qatcore.Calibrator(self.calibrator.config)
-            validated.load_state_dict(_to_numpy_state(state_dict[key]), path=key)
+        validated = self.check_entries(state_dict, prefix)
+        if validated is not None:
             self._validated = validated
-        _check_clip_entries(self, state_dict, prefix)
         try:
             super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         finally:
@@ -221,12 +230,28 @@ class WeightFakeQuant(nn.Module):
         clips = self._clips() if self.scheme.learns_clips else None
         return self.scheme.params(w.detach().cpu().float().numpy(), clips)
 
+    def check_entries(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """Check this module's checkpoint entries without loading them (``ValueError``
+        naming the key)."""
+        if self.scheme.learns_clips:
+            _check_clip_entries(self, state_dict, prefix)
+
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        if self.scheme.learns_clips:
-            _check_clip_entries(self, state_dict, prefix)
+        self.check_entries(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def check_qat_entries(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Check every quantizer entry of a checkpoint for ``module`` and its submodules before
+    anything is loaded (a ``load_state_dict`` pre-hook): a bad entry raises ``ValueError``
+    naming its key, and no parameter, buffer or state of the model has changed."""
+    for name, sub in module.named_modules():
+        if isinstance(sub, (ActivationFakeQuant, WeightFakeQuant)):
+            sub.check_entries(state_dict, f"{prefix}{name}." if name else prefix)
 
 
 def _layer_config(config: Any, layer_type: str) -> LayerConfig:
@@ -278,6 +303,8 @@ class _QuantMixin:
         axis = self._weight_axis
         channels = self._float_layer().weight.shape[axis]
         self.weight_quant = WeightFakeQuant(layer.retrain_weight_config, channels, axis=axis)
+        # The layer's own weight loads before its quantizers are reached: check them first.
+        self._float_layer().register_load_state_dict_pre_hook(check_qat_entries)
 
     def _float_layer(self) -> Any:
         return self  # the float layer this mixin is mixed into (weight, bias, ...)
@@ -484,6 +511,9 @@ def prepare_qat(model: nn.Module, config: Any = None, *, inplace: bool = False) 
     config = RetrainConfig.load(config)
     _check_names(config, model)
     model = model if inplace else copy.deepcopy(model)
+    # A model-level check first: PyTorch loads a module before its children, and layer
+    # by layer, so a bad quantizer entry found late would leave earlier values loaded.
+    model.register_load_state_dict_pre_hook(check_qat_entries)
     for name, mod in list(model.named_modules()):
         if not name or type(mod) not in QUANTIZED:
             continue
