@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 import qatcore
-from qatcore._core import EPS, qrange
+from qatcore import EPS, qrange
 
 QMIN, QMAX = qrange(8)  # the INT8 grid every case runs on
 ROUNDS = 60  # interleaved rounds of the training-step cases

@@ -287,3 +287,29 @@ def test_codes_roundtrip_16_bit(x: np.ndarray) -> None:
     codes = qatcore.quantize(x, p)
     assert codes.dtype == np.int16
     assert_same_floats(qatcore.dequantize(codes, p), qatcore.fake_quantize(x, p))
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: qatcore.QuantParams(np.float32(1), np.int32(0), num_bits=2**40), "num_bits"),
+        (lambda: qatcore.arq(np.ones((2, 2), np.float32), num_bits=2**40), "num_bits"),
+        (lambda: qatcore.arq(np.ones((2, 2), np.float32), axis=2**70), "axis"),
+        (
+            lambda: qatcore.ulq_forward(np.ones(3, np.float32), -1.0, 1.0, num_bits=-(2**33)),
+            "num_bits",
+        ),
+        (lambda: qatcore.ulq_params(np.ones(2), np.ones(2), axis=2**40), "axis"),
+        (lambda: qatcore.qrange(2**40), "num_bits"),
+    ],
+)
+def test_integers_beyond_a_native_int_name_the_argument(call, name) -> None:
+    with pytest.raises(ValueError, match=f"^{name}: expected an integer that fits in 32 bits"):
+        call()
+
+
+def test_qrange_and_eps_are_the_grid_the_kernels_use() -> None:
+    assert qatcore.qrange(8) == (-128, 127) and qatcore.qrange(2) == (-2, 1)
+    assert qatcore.EPS == 2.0**-23
+    with pytest.raises(ValueError, match=r"^num_bits: expected an integer in \[2, 16\], got 17"):
+        qatcore.qrange(17)

@@ -28,13 +28,14 @@ from .config import (
     RetrainDataConfig,
     RetrainWeightConfig,
 )
-from .fake_quant import QuantParams, dequantize, fake_quantize, quantize
+from .fake_quant import EPS, QuantParams, dequantize, fake_quantize, qrange, quantize
 from .histogram import Histogram
 from .ifmr import IfmrResult, ifmr
 from .quantizers import ActivationQuantizer, WeightGrads, WeightQuantizer, WeightScheme
 from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
 
 __all__ = [
+    "EPS",
     "ISA_LEVELS",
     "ActivationQuantizer",
     "ArqResult",
@@ -64,6 +65,7 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "ifmr",
+    "qrange",
     "quantize",
     "set_isa",
     "set_num_threads",

@@ -47,6 +47,15 @@ def check_int(value: object, name: str) -> int:
     return operator.index(value)
 
 
+def check_native_int(value: object, name: str) -> int:
+    """An int that ``_core`` takes as a C int (a bit width, an axis). Its range is checked
+    there; one that does not fit 32 bits cannot even reach it, so it is refused here."""
+    v = check_int(value, name)
+    if not -(2**31) <= v < 2**31:
+        raise ValueError(f"{name}: expected an integer that fits in 32 bits, got {v}")
+    return v
+
+
 def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
@@ -55,7 +64,7 @@ def check_bool(value: object, name: str) -> bool:
 
 def check_num_bits(num_bits: object) -> int:
     """``num_bits`` as an int, checked by ``_core`` (the owner of the supported widths)."""
-    bits = check_int(num_bits, "num_bits")
+    bits = check_native_int(num_bits, "num_bits")
     _core.qrange(bits)
     return bits
 

@@ -8,7 +8,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import F32, as_float32, c_contiguous, check_bool, check_int, deliver, destination
+from ._arrays import (
+    F32,
+    as_float32,
+    c_contiguous,
+    check_bool,
+    check_native_int,
+    deliver,
+    destination,
+)
 from .fake_quant import QuantParams
 
 __all__ = ["ArqResult", "arq", "arq_params"]
@@ -31,9 +39,9 @@ def _run(
     want_output: bool,
 ) -> tuple[F32 | None, QuantParams]:
     per_channel = check_bool(channel_wise, "channel_wise")
-    bits = check_int(num_bits, "num_bits")
+    bits = check_native_int(num_bits, "num_bits")
     src = c_contiguous(as_float32(w, "w"))
-    ax = check_int(axis, "axis") if per_channel else None
+    ax = check_native_int(axis, "axis") if per_channel else None
     dst = destination(out, src, np.dtype(np.float32)) if want_output else None
     scales = _core.arq(src, dst, ax, bits)  # checks num_bits and axis
     shape = scales.shape if per_channel else ()

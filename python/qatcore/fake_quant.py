@@ -9,9 +9,25 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import F32, as_float32, c_contiguous, check_int, code_dtype, deliver, destination
+from ._arrays import (
+    F32,
+    as_float32,
+    c_contiguous,
+    check_native_int,
+    code_dtype,
+    deliver,
+    destination,
+)
 
-__all__ = ["QuantParams", "dequantize", "fake_quantize", "quantize"]
+__all__ = ["EPS", "QuantParams", "dequantize", "fake_quantize", "qrange", "quantize"]
+
+#: ``2**-23`` (FLT_EPSILON): the smallest scale a quantizer keeps (SPEC "Notation").
+EPS: float = _core.EPS
+
+
+def qrange(num_bits: int) -> tuple[int, int]:
+    """``(qmin, qmax)`` of a ``num_bits`` grid: ``-2**(b-1)`` and ``2**(b-1) - 1``, b in 2..16."""
+    return _core.qrange(check_native_int(num_bits, "num_bits"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,8 +47,8 @@ class QuantParams:
 
     def __post_init__(self) -> None:
         # Conversion here; every check of the values and shapes is _core.check_params.
-        bits = check_int(self.num_bits, "num_bits")
-        axis = None if self.axis is None else check_int(self.axis, "axis")
+        bits = check_native_int(self.num_bits, "num_bits")
+        axis = None if self.axis is None else check_native_int(self.axis, "axis")
         scale = np.array(as_float32(self.scale, "scale"), order="C")  # a private copy
         zp = np.asarray(self.zero_point)
         if zp.dtype.kind not in "iu":

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import F32, as_float32, check_int
+from ._arrays import F32, as_float32, check_native_int
 from .arq import arq, arq_params
 from .calibration import Calibrator
 from .config import RetrainDataConfig, RetrainWeightConfig
@@ -206,7 +206,7 @@ class WeightScheme:
     def __post_init__(self) -> None:
         if not isinstance(self.config, RetrainWeightConfig):
             raise TypeError(f"weight_config: expected a RetrainWeightConfig, got {self.config!r}")
-        object.__setattr__(self, "axis", check_int(self.axis, "axis"))
+        object.__setattr__(self, "axis", check_native_int(self.axis, "axis"))
 
     @property
     def algorithm(self) -> str:

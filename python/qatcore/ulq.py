@@ -9,7 +9,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import F32, as_float32, c_contiguous, check_bool, check_int, deliver, destination
+from ._arrays import (
+    F32,
+    as_float32,
+    c_contiguous,
+    check_bool,
+    check_native_int,
+    deliver,
+    destination,
+)
 from .fake_quant import QuantParams
 
 __all__ = ["UlqForward", "UlqGrads", "ulq_backward", "ulq_forward", "ulq_params"]
@@ -77,8 +85,8 @@ def ulq_params(
     range is then shifted so that 0 is exactly representable.
     """
     fixed = check_bool(fixed_min, "fixed_min")
-    bits = check_int(num_bits, "num_bits")
-    ax = None if axis is None else check_int(axis, "axis")
+    bits = check_native_int(num_bits, "num_bits")
+    ax = None if axis is None else check_native_int(axis, "axis")
     lo, hi = _clips(clip_min, clip_max, per_tensor=ax is None)
     scale, zp = _core.ulq_params(lo, hi, fixed, bits)
     return _params(scale, zp, bits, ax)
@@ -94,9 +102,9 @@ def _prepare(
 ) -> tuple[F32, F32, F32, bool, int, int | None]:
     """Converted arguments of ulq_forward/ulq_backward (``_core`` checks their values)."""
     fixed = check_bool(fixed_min, "fixed_min")
-    bits = check_int(num_bits, "num_bits")
+    bits = check_native_int(num_bits, "num_bits")
     src = c_contiguous(as_float32(x, "x"))
-    ax = None if axis is None else check_int(axis, "axis")
+    ax = None if axis is None else check_native_int(axis, "axis")
     lo, hi = _clips(clip_min, clip_max, per_tensor=ax is None)
     return src, lo, hi, fixed, bits, ax
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import qatcore
-from qatcore._core import EPS, qrange
+from qatcore import EPS, qrange
 
 
 def _on_kernels(*tensors: torch.Tensor) -> bool:

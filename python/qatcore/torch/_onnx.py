@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import qatcore
-from qatcore._core import qrange
+from qatcore import qrange
 
 from ._export import Int8Layer, int8_layers, quantized_layers
 
