@@ -491,3 +491,8 @@ def test_check_config_reads_every_form(tmp_path: Path) -> None:
     assert "channel_wise=by type (false for Linear)" in head_row
     bad = run_cli("check-config", str(FIXTURES / "prune.cfg"))
     assert bad.returncode == 1 and "prune_config: qatcore does not prune" in bad.stderr
+    binary = tmp_path / "binary.cfg"
+    binary.write_bytes(b"batch_num: 1\n\xff\xfe\n")
+    bad = run_cli("check-config", str(binary))
+    assert bad.returncode == 1 and bad.stderr.startswith(f"{binary}: invalid: "), bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -123,6 +123,19 @@ def test_to_amct_json_for_a_model_reads_back_the_same() -> None:
         qt.to_amct_json(Net())  # qatcore's default is per channel, which AMCT refuses
     per_tensor = {"layer_types": {"Linear": {"retrain_weight_config": {"channel_wise": False}}}}
     assert json.loads(qt.to_amct_json(Net(), per_tensor))["fc"]["retrain_enable"] is True
+    skipped = json.loads(qt.to_amct_json(Net(), {"skip_layer_types": ["Linear"]}))
+    assert skipped["fc"]["retrain_enable"] is False  # a float Linear needs no per-tensor rule
+    assert skipped["fc"]["retrain_weight_config"]["channel_wise"] is False
+
+
+def test_grouped_transposed_convolutions_have_no_per_channel_axis() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^retrain_weight_config\.channel_wise: a ConvTranspose2d"
+    ):
+        qt.ConvTranspose2dQAT(4, 6, 3, groups=2)
+    per_tensor = {"retrain_weight_config": {"channel_wise": False}}
+    layer = qt.ConvTranspose2dQAT(4, 6, 3, groups=2, config=per_tensor)
+    assert layer.weight_quant.scheme.clip_axis is None
 
 
 # ---- single-op layers -------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def describe(layer: LayerConfig) -> str:
 def check_config(path: str) -> int:
     try:
         config = RetrainConfig.load(path)
-    except (ConfigError, OSError) as e:
+    except (ConfigError, OSError, UnicodeDecodeError, ImportError) as e:
         print(f"{path}: invalid: {e}", file=sys.stderr)
         return 1
     print(f"{path}: valid")

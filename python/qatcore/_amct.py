@@ -446,7 +446,7 @@ def to_graph_json(config: RetrainConfig, layers: Mapping[str, str]) -> dict[str,
         if d.fixed_min is not None:
             data["fixed_min"] = d.fixed_min
         data["dst_type"] = d.dst_type
-        if layers[name] == "Linear" and w.channel_wise:
+        if layers[name] == "Linear" and w.channel_wise and layer.retrain_enable:
             raise ConfigError(
                 f"layers.{name}.retrain_weight_config.channel_wise",
                 "AMCT refuses channel_wise true for Linear layers (per tensor only); set it "
@@ -460,7 +460,8 @@ def to_graph_json(config: RetrainConfig, layers: Mapping[str, str]) -> dict[str,
                 "algo": "ulq_retrain"
                 if w.weights_retrain_algo == "ulq_quantize"
                 else "arq_retrain",
-                "channel_wise": w.channel_wise,
+                # A Linear left float is written per tensor, the only form AMCT reads.
+                "channel_wise": w.channel_wise and layers[name] != "Linear",
                 "dst_type": w.dst_type,
             },
         }

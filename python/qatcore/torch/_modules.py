@@ -401,6 +401,15 @@ class ConvTranspose2dQAT(nn.ConvTranspose2d, _QuantMixin):
     def __init__(self, *args: Any, config: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._attach(config)
+        w = self.layer_config.retrain_weight_config
+        if self.groups > 1 and w.channel_wise and self.layer_config.retrain_enable:
+            # Axis 1 holds out / groups entries: one scale would serve an output channel
+            # of every group, which is not "per output channel".
+            raise ConfigError(
+                "retrain_weight_config.channel_wise",
+                f"a ConvTranspose2d with groups={self.groups} has no per-output-channel weight "
+                "axis (its weight is (in, out / groups, kH, kW)); set channel_wise false",
+            )
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if self.padding_mode != "zeros":
