@@ -294,3 +294,19 @@ def test_widths_that_an_export_cannot_hold_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^export_onnx: layer '0' quantizes its activation to 16"):
         qt.export_onnx(model16.eval(), torch.randn(1, 3), tmp_path / "int16.onnx")
     assert not (tmp_path / "int16.onnx").exists()
+
+
+def test_amct_files_may_name_layers_qatcore_leaves_float() -> None:
+    """AMCT retrains LSTM and GRU too; its files for such a model name them. qatcore keeps
+    them float: a name in a skip list is accepted, a layer asked to train warns."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GRU(8, 8))
+    graph = {
+        "version": 1,
+        "0": {"retrain_enable": True, "retrain_data_config": {"algo": "ulq_quantize"}},
+        "1": {"retrain_enable": True, "retrain_data_config": {"algo": "ulq_quantize"}},
+    }
+    with pytest.warns(QuantizationWarning, match=r"^layers\.1: qatcore does not quantize GRU"):
+        prepared = qt.prepare_qat(model, graph)
+    assert isinstance(prepared[0], qt.LinearQAT) and type(prepared[1]) is torch.nn.GRU
+    skipped = qt.prepare_qat(model, {"skip_layers": ["1"]})
+    assert type(skipped[1]) is torch.nn.GRU

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import qatcore
 from qatcore.config import (
     ConfigError,
     LayerConfig,
+    QuantizationWarning,
     RetrainConfig,
     RetrainDataConfig,
     RetrainWeightConfig,
@@ -465,7 +467,23 @@ def _check_names(config: RetrainConfig, model: nn.Module) -> None:
     modules = dict(model.named_modules())
     listed = ", ".join(layers) or "none"
     kinds = [t.__name__ for t in QUANTIZED]
+    # Layers AMCT retrains and qatcore does not (LSTM, GRU, ConvTranspose1d): AMCT's files
+    # for such a model name them; they stay float, with a warning where one asks for QAT.
+    amct_only = {
+        n: type(m).__name__
+        for n, m in modules.items()
+        if n and type(m).__name__ in AMCT_RETRAIN_TYPES and type(m) not in QUANTIZED
+    }
     for name in config.layers:
+        if name in amct_only:
+            if config.for_layer(name, amct_only[name]).retrain_enable:
+                warnings.warn(
+                    f"layers.{name}: qatcore does not quantize {amct_only[name]} layers "
+                    "(AMCT does); it stays float",
+                    QuantizationWarning,
+                    stacklevel=3,
+                )
+            continue
         if name in modules and name and name not in layers:
             *first, last = kinds
             raise ConfigError(
@@ -479,7 +497,7 @@ def _check_names(config: RetrainConfig, model: nn.Module) -> None:
                 f"no layer of that name in the model (quantizable layers: {listed})",
             )
     for i, name in enumerate(config.skip_layers):
-        if name not in layers:
+        if name not in layers and name not in amct_only:
             raise ConfigError(
                 f"skip_layers[{i}]",
                 f"{name!r}: no quantizable layer of that name in the model "
