@@ -27,7 +27,9 @@ class Int8Layer:
     ``layer_type`` is the float layer it replaced (``nn.Linear``, ``nn.Conv1d``,
     ``nn.Conv2d``); the geometry (stride, padding, ...) is that layer's.
     ``weight_codes`` are ``qatcore.quantize(weight, weight_params)`` in the weight's
-    shape (per output channel along axis 0, or per tensor, as trained);
+    shape (per output channel along axis 0, or per tensor, as trained), their
+    ``weight_params`` symmetric: zero point 0 under every weight algorithm (ARQ's
+    scales, or ULQ's learned ones);
     ``input_params`` are the ULQ scale and zero point of the learned input clips
     ``input_clip_min``/``input_clip_max``. ``bias`` stays float32 (``None`` without
     one). The arrays are read-only copies.
