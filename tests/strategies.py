@@ -199,7 +199,9 @@ def ulq_weight_case(draw: st.DrawFn, allow_nan: bool = False):
             hnp.arrays(np.float32, (n,), elements=st.floats(f32(1e-6), f32(1e3), width=32))
         )
     s = scale.reshape(()) if axis is None else ref._along(scale, axis, len(shape))
-    k = draw(hnp.arrays(np.int64, shape, elements=st.integers(qmin - 3, qmax + 3)))
+    # Codes anywhere, and often exactly at or one past the ends of the range.
+    ends = st.sampled_from([qmin - 1, qmin, qmax, qmax + 1])
+    k = draw(hnp.arrays(np.int64, shape, elements=st.integers(qmin - 3, qmax + 3) | ends))
     half = draw(hnp.arrays(np.bool_, shape, elements=st.booleans()))
     grid = np.asarray((k + 0.5 * half) * s, dtype=np.float32)
     others = finite_f32 | st.sampled_from([np.nan, np.inf, -np.inf]) if allow_nan else finite_f32
