@@ -299,7 +299,8 @@ def test_a_numpy_model_learns_its_clips() -> None:
     """A linear model trained with manual gradients through both quantizers.
 
     The activation clips start far too narrow ([-0.3, 0.3] on inputs of about
-    +-3): the loss must fall and the clips must widen toward the data's range.
+    +-3): the loss must fall and the clips must widen toward the data's range; the
+    weight scales, set from the small initial weights, must grow with them.
     """
     rng = np.random.default_rng(0)
     teacher = rng.standard_normal((4, 16)).astype(np.float32)
@@ -311,6 +312,8 @@ def test_a_numpy_model_learns_its_clips() -> None:
     act.observe(x_all[:256])
     with pytest.warns(QuantizationWarning):
         act.calibrate()
+    weights.initialize(w)
+    start = weights.scale
 
     def step(x: np.ndarray, t: np.ndarray) -> tuple[float, tuple]:
         xq = act.forward(x)
@@ -333,3 +336,5 @@ def test_a_numpy_model_learns_its_clips() -> None:
         losses.append(loss)
     assert losses[-1] < 0.1 * losses[0], losses[::10]
     assert act.clip_max > 1.0 and act.clip_min < -1.0, (act.clip_min, act.clip_max)
+    # The weights grow about tenfold from their small start; so must their scales.
+    assert (weights.scale > 3 * start).all(), (start, weights.scale)
