@@ -7,6 +7,7 @@ import math
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from qatcore import (
     ConfigError,
     LayerConfig,
+    QuantizationWarning,
     RetrainConfig,
     RetrainDataConfig,
     RetrainWeightConfig,
@@ -48,10 +50,10 @@ ACCEPTED = [
     (RetrainDataConfig, "clip_max", [None, 1e-6, 0.5, 6.0, 3, 1e30]),
     (RetrainDataConfig, "clip_min", [None, -1e-6, -0.5, -6.0, -3, -1e30]),
     (RetrainDataConfig, "fixed_min", [None, True, False]),
-    (RetrainDataConfig, "dst_type", ["INT8"]),
+    (RetrainDataConfig, "dst_type", ["INT4", "INT8", "INT16"]),
     (RetrainWeightConfig, "weights_retrain_algo", ["arq_retrain", "ulq_quantize"]),
     (RetrainWeightConfig, "channel_wise", [True, False]),
-    (RetrainWeightConfig, "dst_type", ["INT8"]),
+    (RetrainWeightConfig, "dst_type", ["INT4", "INT8", "INT16"]),
 ]
 
 
@@ -85,15 +87,20 @@ REJECTED = [
         [1, 0, "false"],
         "expected true, false or null \\(decided from calibration data\\)",
     ),
-    (RetrainDataConfig, "dst_type", ["INT4", "int8", "INT16", None], "expected one of 'INT8'"),
+    (
+        RetrainDataConfig,
+        "dst_type",
+        ["INT2", "int8", "INT32", None],
+        "expected one of 'INT4', 'INT8', 'INT16'",
+    ),
     (
         RetrainWeightConfig,
         "weights_retrain_algo",
-        ["ulq_retrain", "ARQ", "", None],
+        ["ulq", "ARQ", "", None],
         "expected one of 'arq_retrain', 'ulq_quantize'",
     ),
     (RetrainWeightConfig, "channel_wise", [1, "yes", None], "expected true or false"),
-    (RetrainWeightConfig, "dst_type", ["INT4", 8], "expected one of 'INT8'"),
+    (RetrainWeightConfig, "dst_type", ["INT2", 8], "expected one of 'INT4', 'INT8', 'INT16'"),
 ]
 
 
@@ -110,9 +117,11 @@ def json_repr(value: object) -> str:
     return re.escape(repr(value))
 
 
-def test_fixed_min_with_clip_min_is_a_contradiction() -> None:
-    with pytest.raises(ConfigError, match="^fixed_min: fixed_min=true fixes the lower bound at 0"):
-        RetrainDataConfig(fixed_min=True, clip_min=-1.0)
+def test_fixed_min_with_clip_min_is_accepted_with_a_warning() -> None:
+    # As AMCT and its documented samples do: the lower clip is 0 (tests/test_amct.py).
+    assert RetrainDataConfig(fixed_min=True, clip_min=-1.0).clip_min == -1.0
+    with pytest.warns(QuantizationWarning, match="^retrain_data_config: fixed_min=true with"):
+        RetrainConfig.from_dict({"retrain_data_config": {"fixed_min": True, "clip_min": -1.0}})
     assert RetrainDataConfig(fixed_min=False, clip_min=-1.0).clip_min == -1.0
     assert RetrainDataConfig(fixed_min=True, clip_max=6.0).fixed_min is True
 
@@ -179,7 +188,7 @@ def test_for_layer_merges_overrides_field_by_field() -> None:
         RetrainConfig.from_dict(
             {
                 "retrain_data_config": {"clip_min": -1.0},
-                "layers": {"bad": {"retrain_data_config": {"fixed_min": True}}},
+                "layers": {"bad": {"retrain_data_config": {"fixed_min": 1}}},
             }
         )
 
@@ -211,22 +220,36 @@ layer_overrides = st.fixed_dictionaries(
         "retrain_weight_config": weight_sections,
     },
 )
+names = st.text(min_size=1, max_size=12)
 configs = st.builds(
-    lambda top, layers: {**top, "layers": layers},
+    lambda top, layers, types, skip, skip_types: {
+        **top,
+        "layers": layers,
+        "layer_types": types,
+        "skip_layers": skip,
+        "skip_layer_types": skip_types,
+    },
     layer_overrides,
-    st.dictionaries(st.text(min_size=1, max_size=12), layer_overrides, max_size=5),
+    st.dictionaries(names, layer_overrides, max_size=5),
+    st.dictionaries(st.sampled_from(["Conv2d", "Linear", "Conv1d"]), layer_overrides, max_size=3),
+    st.lists(names, max_size=3, unique=True),
+    st.lists(st.sampled_from(["Conv2d", "Linear"]), max_size=2, unique=True),
 )
 
 
 @given(doc=configs)
 def test_json_round_trip_is_exact(doc: dict) -> None:
-    config = RetrainConfig.from_json(json.dumps(doc))
-    again = RetrainConfig.from_json(config.to_json())
+    with warnings.catch_warnings():  # fixed_min with clip_min may be drawn
+        warnings.simplefilter("ignore", QuantizationWarning)
+        config = RetrainConfig.from_json(json.dumps(doc))
+        again = RetrainConfig.from_json(config.to_json())
     assert again == config
     assert again.to_dict() == config.to_dict()
     for name in config.layers:
-        assert again.for_layer(name) == config.for_layer(name)
+        for kind in (None, "Conv2d", "Linear"):
+            assert again.for_layer(name, kind) == config.for_layer(name, kind)
     assert RetrainConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["layer_types"] == doc["layer_types"]
 
 
 def test_from_json_reads_paths_texts_and_dicts(tmp_path: Path) -> None:
@@ -276,11 +299,17 @@ AMCT = {
     "fc": {"retrain_enable": False},
 }
 
+# A graph-mode JSON leaves the layers it does not list float.
 CANONICAL_TWIN = {
+    "retrain_enable": False,
     "retrain_data_config": {"batch_num": 2},
     "layers": {
-        "conv1": {"retrain_data_config": {"clip_max": 3.0, "clip_min": -3.0, "fixed_min": False}},
+        "conv1": {
+            "retrain_enable": True,
+            "retrain_data_config": {"clip_max": 3.0, "clip_min": -3.0, "fixed_min": False},
+        },
         "layer2.0.conv": {
+            "retrain_enable": True,
             "retrain_data_config": {"fixed_min": True},
             "retrain_weight_config": {
                 "weights_retrain_algo": "ulq_quantize",
@@ -336,9 +365,12 @@ def test_check_config_prints_resolved_layers(tmp_path: Path) -> None:
 
 def test_check_config_fails_with_the_error(tmp_path: Path) -> None:
     file = tmp_path / "bad.json"
-    file.write_text(json.dumps({"retrain_weight_config": {"dst_type": "INT4"}}))
+    file.write_text(json.dumps({"retrain_weight_config": {"dst_type": "INT2"}}))
     proc = run_cli("check-config", str(file))
     assert proc.returncode == 1
-    assert "retrain_weight_config.dst_type: expected one of 'INT8', got 'INT4'" in proc.stderr
+    assert (
+        "retrain_weight_config.dst_type: expected one of 'INT4', 'INT8', 'INT16', got 'INT2'"
+        in proc.stderr
+    )
     missing = run_cli("check-config", str(tmp_path / "nope.json"))
     assert missing.returncode == 1 and "nope.json" in missing.stderr

@@ -148,7 +148,7 @@ def test_histogram_mode_is_the_same_at_every_isa_and_thread_count(
 @given(
     data=hnp.arrays(
         np.float32,
-        st.integers(1, 1500),
+        st.integers(1, 200),
         elements=st.one_of(
             st.floats(f32(-9), f32(9), width=32),
             st.floats(f32(-1e-3), f32(1e-3), width=32),
@@ -225,7 +225,7 @@ def histogram_vs_exact_bound(data: np.ndarray, hist: qatcore.Histogram, scale, z
 @given(
     data=hnp.arrays(
         np.float32,
-        st.integers(1, 1500),
+        st.integers(1, 400),
         elements=st.one_of(
             st.floats(f32(-9), f32(9), width=32), st.floats(f32(-1e-3), f32(1e-3), width=32)
         ),

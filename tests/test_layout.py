@@ -13,7 +13,8 @@ def test_import_qatcore_imports_no_framework() -> None:
     code = (
         "import sys, qatcore\n"
         "qatcore.Calibrator(); qatcore.WeightQuantizer(); qatcore.RetrainConfig()\n"
-        "loaded = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'matplotlib', 'sklearn')"
+        "loaded = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'matplotlib', 'sklearn',"
+        " 'google.protobuf')"
         " if m in sys.modules)\n"
         "print(','.join(loaded))\n"
     )

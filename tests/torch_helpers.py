@@ -14,7 +14,7 @@ class LayerOps(torch.overrides.TorchFunctionMode):
     """Records the input and the weight that each quantized layer's convolution or matrix
     product receives: what the model computes with, after whatever its forward did."""
 
-    OPS = ("linear", "conv1d", "conv2d")
+    OPS = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose2d")
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -74,7 +74,7 @@ def assert_layers_compute_on_the_grid(model: torch.nn.Module, x: torch.Tensor) -
             x_float, act.clip_min.item(), act.clip_max.item(), act.fixed_min, bits
         )
         assert_same_floats(x_seen, want_x, f"{name} input")
-        cfg = layer.weight_quant.scheme.config
+        cfg, axis = layer.weight_quant.scheme.config, layer.weight_quant.scheme.axis
         w = layer.weight.detach().numpy()
         axis = layer.weight_quant.scheme.axis
         if cfg.weights_retrain_algo == "arq_retrain":

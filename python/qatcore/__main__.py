@@ -1,9 +1,11 @@
-"""``python -m qatcore check-config FILE``: validate a retrain configuration file."""
+"""``python -m qatcore check-config FILE``: validate a retrain configuration file (any of
+the three forms: canonical or AMCT graph-mode JSON, AMCT ``.cfg``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 
 from .config import ConfigError, LayerConfig, RetrainConfig
 
@@ -28,16 +30,31 @@ def describe(layer: LayerConfig) -> str:
 
 def check_config(path: str) -> int:
     try:
-        config = RetrainConfig.from_json(path)
+        config = RetrainConfig.load(path)
     except (ConfigError, OSError) as e:
         print(f"{path}: invalid: {e}", file=sys.stderr)
         return 1
     print(f"{path}: valid")
-    names = ["(defaults)", *config.layers]
-    width = max(len(n) for n in names)
-    print(f"{'(defaults)'.ljust(width)}  {describe(config.defaults)}")
-    for name in config.layers:
-        print(f"{name.ljust(width)}  {describe(config.for_layer(name))}")
+    rows = [("(defaults)", config.defaults)]
+    # A type's row is what a layer of that type gets unless its name has an override.
+    rows += [(f"type {kind}", config.for_layer("", kind)) for kind in config.layer_types]
+    rows += [(name, config.for_layer(name)) for name in config.layers]
+    width = max(len(label) for label, _ in rows)
+    for label, layer in rows:
+        line = describe(layer)
+        weights = config.layers.get(label, {}).get("retrain_weight_config", {})
+        if isinstance(weights, Mapping) and weights.get("channel_wise", False) is None:
+            # "channel_wise": null: AMCT's default for the layer's type, not known here
+            line = line.replace("channel_wise=true", "channel_wise=by type (false for Linear)")
+        print(f"{label.ljust(width)}  {line}")
+    if config.layer_types and config.layers:
+        print("(layer rows: their type's override applies beneath them in a model)")
+    if config.skip_layers:
+        print(f"skip_layers: {', '.join(config.skip_layers)}")
+    if config.skip_layer_types:
+        print(f"skip_layer_types: {', '.join(config.skip_layer_types)}")
+    if config.fakequant_precision_mode != "DEFAULT":
+        print(f"fakequant_precision_mode: {config.fakequant_precision_mode}")
     return 0
 
 

@@ -195,6 +195,8 @@ class Calibrator:
         ):
             if value is None or extreme == 0 or (extreme < 0) != (value < 0):
                 continue
+            if name == "clip_min" and self.config.fixed_min is True:
+                continue  # not used: fixed_min=true fixes the lower clip at 0
             low, high = sorted((a * extreme, b * extreme))
             if not low <= value <= high:
                 warnings.warn(

@@ -197,10 +197,6 @@ class WeightGrads:
     grad_scale: F32 | None
 
 
-#: weights_retrain_algo values that learn the weight scale (AMCT calls it ulq_retrain).
-_ULQ_WEIGHT_ALGORITHMS = ("ulq_quantize", "ulq_retrain")
-
-
 @dataclass(frozen=True)
 class WeightScheme:
     """Which weight algorithm applies to a layer, and its steps given the scale.
@@ -233,7 +229,7 @@ class WeightScheme:
 
     @property
     def learns_scale(self) -> bool:
-        return self.algorithm in _ULQ_WEIGHT_ALGORITHMS
+        return self.algorithm == "ulq_quantize"  # the config reads AMCT's ulq_retrain as it
 
     @property
     def scale_axis(self) -> int | None:

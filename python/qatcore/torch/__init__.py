@@ -1,10 +1,12 @@
 """qatcore for PyTorch: quantization-aware training with the qatcore kernels.
 
 ``prepare_qat(model, config)`` swaps the layers a ``RetrainConfig`` enables for
-quantized twins; train as usual (the first ``batch_num`` batches calibrate the
-activation clips with IFMR); ``export_int8(model)`` gives what an integer engine
-needs (an :class:`Int8Layer` per layer), and ``export_onnx(model, example_input,
-path)`` writes an ONNX QDQ graph. ``python -m qatcore.torch.demo`` runs the demo.
+quantized twins (``LinearQAT``, ``Conv2dQAT``, ... which AMCT users can also build
+directly, with the float layer's arguments plus ``config=``); train as usual (the
+first ``batch_num`` batches calibrate the activation clips with IFMR);
+``export_int8(model)`` gives what an integer engine needs (an :class:`Int8Layer` per
+layer), and ``export_onnx(model, example_input, path)`` writes an ONNX QDQ graph.
+``python -m qatcore.torch.demo`` runs the demo.
 Install with ``pip install 'qatcore[torch]'`` (``qatcore[onnx]`` for the ONNX export).
 """
 
@@ -21,6 +23,7 @@ except ModuleNotFoundError as e:  # only torch itself missing: a broken install 
         name="torch",
     ) from None
 
+from ._amct import to_amct_json
 from ._export import Int8Layer, export_int8, quantized_layers
 from ._functions import (
     ArqFunction,
@@ -34,19 +37,32 @@ from ._functions import (
     ulq_weight_fake_quant,
 )
 from ._modules import (
+    QUANTIZED,
     ActivationFakeQuant,
+    Conv1dQAT,
+    Conv2dQAT,
+    Conv3dQAT,
+    ConvTranspose2dQAT,
+    LinearQAT,
     QuantConv1d,
     QuantConv2d,
     QuantLinear,
     WeightFakeQuant,
     prepare_qat,
+    quantizable_layers,
 )
 from ._onnx import OnnxExport, OnnxQuantizedLayer, export_onnx
 
 __all__ = [
+    "QUANTIZED",
     "ActivationFakeQuant",
     "ArqFunction",
+    "Conv1dQAT",
+    "Conv2dQAT",
+    "Conv3dQAT",
+    "ConvTranspose2dQAT",
     "Int8Layer",
+    "LinearQAT",
     "OnnxExport",
     "OnnxQuantizedLayer",
     "QuantConv1d",
@@ -62,7 +78,9 @@ __all__ = [
     "portable_ulq_backward",
     "portable_ulq_weight_backward",
     "prepare_qat",
+    "quantizable_layers",
     "quantized_layers",
+    "to_amct_json",
     "ulq_fake_quant",
     "ulq_weight_fake_quant",
 ]

@@ -25,11 +25,13 @@ class Int8Layer:
     input ``quantize(x, input_params)`` and the int8 weights ``weight_codes``.
 
     ``layer_type`` is the float layer it replaced (``nn.Linear``, ``nn.Conv1d``,
-    ``nn.Conv2d``); the geometry (stride, padding, ...) is that layer's.
-    ``weight_codes`` are ``qatcore.quantize(weight, weight_params)`` in the weight's
-    shape (per output channel along axis 0, or per tensor, as trained), their
-    ``weight_params`` symmetric: zero point 0 under every weight algorithm (ARQ's
-    scales, or ULQ's learned ones);
+    ``nn.Conv2d``, ``nn.Conv3d``, ``nn.ConvTranspose2d``); the geometry (stride,
+    padding, ...) is that layer's. ``weight_codes`` are ``qatcore.quantize(weight,
+    weight_params)`` in the weight's shape (per output channel along axis 0, axis 1 for
+    ``ConvTranspose2d``, or per tensor, as trained), int8 also for INT4 weights (codes in
+    the 4-bit range, ``weight_params.num_bits`` says so); ``weight_params`` are
+    symmetric, zero point 0, under every weight algorithm (ARQ's scales, or ULQ's
+    learned ones);
     ``input_params`` are the ULQ scale and zero point of the learned input clips
     ``input_clip_min``/``input_clip_max``. ``bias`` stays float32 (``None`` without
     one). The arrays are read-only copies.
@@ -56,10 +58,15 @@ class Int8Layer:
 
 
 def quantized_layers(model: nn.Module) -> dict[str, Any]:
-    """The model's quantized layers (from :func:`prepare_qat`) by module name."""
+    """The model's quantized layers (from :func:`prepare_qat`, or built with
+    ``retrain_enable`` true) by module name."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    return {n: m for n, m in model.named_modules() if isinstance(m, _QUANTIZED_TYPES)}
+    return {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, _QUANTIZED_TYPES) and m.layer_config.retrain_enable
+    }
 
 
 def _read_only(a: np.ndarray[Any, Any]) -> Any:
@@ -80,6 +87,12 @@ def int8_layers(model: nn.Module, call: str) -> dict[str, Int8Layer]:
         act = m.act_quant
         if not act.calibrated:
             raise act.not_calibrated(call)
+        for what, bits in (("activation", act.num_bits), ("weight", m.weight_quant.num_bits)):
+            if bits > 8:  # int8 codes cannot hold them: refuse rather than write wrong ones
+                raise ValueError(
+                    f"{call}: layer {name!r} quantizes its {what} to {bits} bits "
+                    f"(dst_type INT{bits}), which int8 codes cannot hold"
+                )
         w = m.weight.detach().cpu().float().numpy()
         weight_params = m.weight_quant.params(m.weight)
         out[name] = Int8Layer(

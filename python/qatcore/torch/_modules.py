@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -250,120 +252,266 @@ class WeightFakeQuant(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+def _layer_config(config: Any, layer_type: str) -> LayerConfig:
+    """A single-op layer's ``config=``: None (the defaults), a ``LayerConfig``, or the
+    seed's dict (``retrain_enable``, ``retrain_data_config``, ``retrain_weight_config``),
+    which is what AMCT's ``Conv2dQAT(config=...)`` takes."""
+    if config is None:
+        return LayerConfig()
+    if isinstance(config, LayerConfig):
+        return config
+    if isinstance(config, Mapping):
+        allowed = ("retrain_enable", "retrain_data_config", "retrain_weight_config")
+        unknown = [k for k in config if k not in allowed]
+        if unknown:
+            raise ConfigError(
+                str(unknown[0]),
+                f"unknown key of a {layer_type} layer's config (allowed: {', '.join(allowed)})",
+            )
+        return RetrainConfig.from_dict(config).defaults
+    raise TypeError(
+        f"config: expected None, a dict in the seed's layout or a LayerConfig, "
+        f"got {type(config).__name__}"
+    )
+
+
 class _QuantMixin:
-    """Shared by the quantized layers: an activation and a weight fake-quantizer."""
+    """Shared by the quantized layers: an activation and a weight fake-quantizer.
+
+    Each quantized layer is its float layer's subclass, made from the float layer's
+    constructor arguments plus ``config=`` (what AMCT's single-op layers take), or by
+    ``from_float(module, config=None)``; ``prepare_qat`` inserts the same classes.
+    With ``retrain_enable`` false the layer computes in float.
+    """
 
     act_quant: ActivationFakeQuant
     weight_quant: WeightFakeQuant
     layer_config: LayerConfig
+    #: The float layer this one quantizes.
+    _float_type: type[nn.Module]
+    #: The constructor arguments that ``from_float`` copies from the float layer.
+    _float_args: tuple[str, ...]
+    #: The weight axis of the output channels (1 for transposed convolutions).
+    _weight_axis = 0
 
-    def _attach(self, layer: LayerConfig, out_channels: int) -> None:
+    def _attach(self, config: Any) -> None:
+        layer = _layer_config(config, self._float_type.__name__)
         self.layer_config = layer
         self.act_quant = ActivationFakeQuant(layer.retrain_data_config)
-        self.weight_quant = WeightFakeQuant(layer.retrain_weight_config, out_channels)
+        axis = self._weight_axis
+        channels = self._float_layer().weight.shape[axis]
+        self.weight_quant = WeightFakeQuant(layer.retrain_weight_config, channels, axis=axis)
 
+    def _float_layer(self) -> Any:
+        return self  # the float layer this mixin is mixed into (weight, bias, ...)
 
-class QuantLinear(nn.Linear, _QuantMixin):
-    """``nn.Linear`` with quantized input activations and weights."""
+    def _quantized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input and the weight the float computation takes."""
+        weight = self._float_layer().weight
+        if not self.layer_config.retrain_enable:
+            return x, weight
+        return self.act_quant(x), self.weight_quant(weight)
 
     @classmethod
-    def from_float(cls, mod: nn.Linear, layer: LayerConfig) -> QuantLinear:
-        new = cls(
-            mod.in_features,
-            mod.out_features,
+    def from_float(cls, mod: nn.Module, config: Any = None) -> Any:
+        """The quantized twin of ``mod`` (its weight and bias, not copies) with ``config``
+        (as the constructor takes it)."""
+        if type(mod) is not cls._float_type:
+            raise TypeError(f"mod: expected a {cls._float_type.__name__}, got {type(mod).__name__}")
+        args = {name: getattr(mod, name) for name in cls._float_args}
+        make: Any = cls
+        new = make(
+            **args,
             bias=mod.bias is not None,
             device=mod.weight.device,
             dtype=mod.weight.dtype,
+            config=config,
         )
         new.weight, new.bias = mod.weight, mod.bias
-        new._attach(layer, mod.out_features)
         return new
 
+
+_CONV_ARGS = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+)
+
+
+class LinearQAT(nn.Linear, _QuantMixin):
+    """``nn.Linear`` with quantized input activations and weights (AMCT's ``LinearQAT``)."""
+
+    _float_type = nn.Linear
+    _float_args = ("in_features", "out_features")
+
+    def __init__(self, *args: Any, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._attach(config)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.act_quant(x), self.weight_quant(self.weight), self.bias)
+        return F.linear(*self._quantized(x), self.bias)
 
 
-def _conv_from_float(cls: type[Any], mod: nn.Module, layer: LayerConfig) -> Any:
-    new = cls(
-        mod.in_channels,
-        mod.out_channels,
-        mod.kernel_size,
-        stride=mod.stride,
-        padding=mod.padding,
-        dilation=mod.dilation,
-        groups=mod.groups,
-        bias=mod.bias is not None,
-        padding_mode=mod.padding_mode,
-        device=mod.weight.device,
-        dtype=mod.weight.dtype,
-    )
-    new.weight, new.bias = mod.weight, mod.bias
-    new._attach(layer, mod.out_channels)
-    return new
+class _ConvQAT(_QuantMixin):
+    _float_args = _CONV_ARGS
+
+    def __init__(self, *args: Any, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._attach(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(*self._quantized(x), self.bias)  # type: ignore[attr-defined]
 
 
-class QuantConv1d(nn.Conv1d, _QuantMixin):
+class Conv1dQAT(_ConvQAT, nn.Conv1d):
     """``nn.Conv1d`` with quantized input activations and weights (per output channel)."""
 
-    @classmethod
-    def from_float(cls, mod: nn.Conv1d, layer: LayerConfig) -> QuantConv1d:
-        return _conv_from_float(cls, mod, layer)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self.act_quant(x), self.weight_quant(self.weight), self.bias)
+    _float_type = nn.Conv1d
 
 
-class QuantConv2d(nn.Conv2d, _QuantMixin):
+class Conv2dQAT(_ConvQAT, nn.Conv2d):
     """``nn.Conv2d`` with quantized input activations and weights (per output channel)."""
 
-    @classmethod
-    def from_float(cls, mod: nn.Conv2d, layer: LayerConfig) -> QuantConv2d:
-        return _conv_from_float(cls, mod, layer)
+    _float_type = nn.Conv2d
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self.act_quant(x), self.weight_quant(self.weight), self.bias)
 
+class Conv3dQAT(_ConvQAT, nn.Conv3d):
+    """``nn.Conv3d`` with quantized input activations and weights (per output channel)."""
+
+    _float_type = nn.Conv3d
+
+
+class ConvTranspose2dQAT(nn.ConvTranspose2d, _QuantMixin):
+    """``nn.ConvTranspose2d`` with quantized input activations and weights. Its weight is
+    (in, out / groups, kH, kW): the per-channel scales run along axis 1."""
+
+    _float_type = nn.ConvTranspose2d
+    _float_args = (*_CONV_ARGS, "output_padding")
+    _weight_axis = 1
+
+    def __init__(self, *args: Any, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._attach(config)
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            raise ValueError("Only 'zeros' padding mode is supported for ConvTranspose2d")
+        geometry: Any = self  # torch's annotations of these attributes are narrower
+        output_padding = geometry._output_padding(
+            x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
+        )
+        x, w = self._quantized(x)
+        return F.conv_transpose2d(
+            x,
+            w,
+            self.bias,
+            self.stride,
+            geometry.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
+
+
+#: Earlier names of the quantized layers.
+QuantLinear, QuantConv1d, QuantConv2d = LinearQAT, Conv1dQAT, Conv2dQAT
 
 #: The one registry of quantizable layers: float type -> its quantized twin.
 QUANTIZED: dict[type[nn.Module], Any] = {
-    nn.Linear: QuantLinear,
-    nn.Conv1d: QuantConv1d,
-    nn.Conv2d: QuantConv2d,
+    nn.Linear: LinearQAT,
+    nn.Conv1d: Conv1dQAT,
+    nn.Conv2d: Conv2dQAT,
+    nn.Conv3d: Conv3dQAT,
+    nn.ConvTranspose2d: ConvTranspose2dQAT,
 }
 
 
-def prepare_qat(
-    model: nn.Module, config: RetrainConfig | None = None, *, inplace: bool = False
-) -> nn.Module:
-    """Replace every Conv1d, Conv2d and Linear that ``config`` enables by its quantized twin.
+def quantizable_layers(model: nn.Module) -> dict[str, str]:
+    """The model's layers that qatcore quantizes, by name, with their float type's name
+    (``"Conv2d"``; a layer already quantized gives the type it replaced)."""
+    out = {}
+    for name, m in model.named_modules():
+        if name and type(m) in QUANTIZED:
+            out[name] = type(m).__name__
+        elif name and type(m) in QUANTIZED.values():
+            out[name] = m._float_type.__name__
+    return out
 
-    Layer names are those of ``model.named_modules()``. A name in ``config.layers``
-    that is not such a layer of the model is a ``ConfigError``; ``retrain_enable=False``
-    leaves a layer float. Returns the prepared model (a copy unless ``inplace``).
-    """
-    config = RetrainConfig() if config is None else config
-    if not isinstance(config, RetrainConfig):
-        raise TypeError(f"config: expected a RetrainConfig, got {type(config).__name__}")
+
+def _check_names(config: RetrainConfig, model: nn.Module) -> None:
+    """Every layer and type the configuration names must be one the model can have
+    quantized (as AMCT checks its own)."""
+    from qatcore._amct import AMCT_RETRAIN_TYPES
+
+    layers = quantizable_layers(model)
     modules = dict(model.named_modules())
+    listed = ", ".join(layers) or "none"
+    kinds = [t.__name__ for t in QUANTIZED]
     for name in config.layers:
-        if name not in modules:
-            near = [n for n in modules if n and type(modules[n]) in QUANTIZED]
+        if name in modules and name and name not in layers:
+            *first, last = kinds
             raise ConfigError(
                 f"layers.{name}",
-                f"no layer of that name in the model "
-                f"(quantizable layers: {', '.join(near) or 'none'})",
+                f"is a {type(modules[name]).__name__}; only {', '.join(first)} and {last} "
+                "layers are quantized",
             )
-        if type(modules[name]) not in QUANTIZED:
-            *kinds, last = sorted(t.__name__ for t in QUANTIZED)
+        if name not in layers:
             raise ConfigError(
                 f"layers.{name}",
-                f"is a {type(modules[name]).__name__}; only "
-                f"{', '.join(kinds)} and {last} layers are quantized",
+                f"no layer of that name in the model (quantizable layers: {listed})",
             )
+    for i, name in enumerate(config.skip_layers):
+        if name not in layers:
+            raise ConfigError(
+                f"skip_layers[{i}]",
+                f"{name!r}: no quantizable layer of that name in the model "
+                f"(quantizable layers: {listed})",
+            )
+    for kind in config.layer_types:
+        if kind not in kinds:
+            raise ConfigError(
+                f"layer_types.{kind}", f"qatcore quantizes {', '.join(kinds)} layers, not {kind}"
+            )
+    for i, kind in enumerate(config.skip_layer_types):
+        if kind not in kinds and kind not in AMCT_RETRAIN_TYPES:
+            raise ConfigError(
+                f"skip_layer_types[{i}]",
+                f"{kind!r} is not a layer type AMCT or qatcore quantizes "
+                f"({', '.join(dict.fromkeys([*kinds, *AMCT_RETRAIN_TYPES]))})",
+            )
+
+
+def prepare_qat(model: nn.Module, config: Any = None, *, inplace: bool = False) -> nn.Module:
+    """Replace every Linear, Conv1d, Conv2d, Conv3d and ConvTranspose2d that ``config``
+    enables by its quantized twin (``LinearQAT``, ``Conv2dQAT``, ...).
+
+    ``config`` is a ``RetrainConfig`` or anything ``RetrainConfig.load`` reads (a path,
+    a text, a dict); None gives the defaults. Layer names are those of
+    ``model.named_modules()`` and layer types the float classes' names; each layer gets
+    ``config.for_layer(name, type)``. A name or type in the configuration that the model
+    cannot have quantized is a ``ConfigError``; ``retrain_enable=False`` leaves a layer
+    float. Returns the prepared model (a copy unless ``inplace``).
+    """
+    if config is None:
+        config = RetrainConfig()
+    elif not isinstance(config, (RetrainConfig, str, os.PathLike, Mapping)):
+        raise TypeError(
+            f"config: expected a RetrainConfig (or a path, text or dict it loads from), "
+            f"got {type(config).__name__}"
+        )
+    config = RetrainConfig.load(config)
+    _check_names(config, model)
     model = model if inplace else copy.deepcopy(model)
     for name, mod in list(model.named_modules()):
-        layer = config.for_layer(name)
-        if name and type(mod) in QUANTIZED and layer.retrain_enable:
+        if not name or type(mod) not in QUANTIZED:
+            continue
+        layer = config.for_layer(name, type(mod).__name__)
+        if layer.retrain_enable:
             new = QUANTIZED[type(mod)].from_float(mod, layer)
             new.act_quant.layer_name = name
             model.set_submodule(name, new)

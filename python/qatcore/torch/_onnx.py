@@ -71,23 +71,8 @@ class OnnxExport:
     layers: dict[str, OnnxQuantizedLayer]
 
 
-_LAYER_ATTRIBUTES = (
-    "in_features",
-    "out_features",
-    "in_channels",
-    "out_channels",
-    "kernel_size",
-    "stride",
-    "padding",
-    "dilation",
-    "groups",
-    "padding_mode",
-    "_reversed_padding_repeated_twice",
-)
-
-
 class _QdqLayer(nn.Module):
-    """Inference twin of a ``QuantLinear``/``QuantConv1d``/``QuantConv2d``."""
+    """Inference twin of a quantized layer (``LinearQAT``, ``Conv2dQAT``, ...)."""
 
     weight_int8: torch.Tensor
     weight_scale: torch.Tensor
@@ -110,13 +95,21 @@ class _QdqLayer(nn.Module):
         bias = record.bias
         self.bias = None if bias is None else nn.Parameter(torch.from_numpy(bias.copy()), False)
         # The float layer's attributes: its geometry, and for a forward that reads them.
-        for attr in _LAYER_ATTRIBUTES:
+        # The float layer's geometry: its constructor arguments (the QAT layer's
+        # _float_args) and the padding its own _conv_forward reads.
+        float_args: tuple[str, ...] = layer._float_args  # type: ignore[assignment]
+        for attr in (*float_args, "_reversed_padding_repeated_twice"):
             if hasattr(layer, attr):
                 setattr(self, attr, getattr(layer, attr))
         # The float layer's own computation with the dequantized weight: F.linear, or
         # the convolution's _conv_forward (which pads first where padding_mode asks).
         if isinstance(layer, nn.Linear):
             self.compute: Any = lambda x, w, b: F.linear(x, w, b)
+        elif isinstance(layer, nn.ConvTranspose2d):  # weight axis 1 holds the channels
+            g: Any = self  # the geometry attributes copied above
+            self.compute = lambda x, w, b: F.conv_transpose2d(
+                x, w, b, g.stride, g.padding, g.output_padding, g.groups, g.dilation
+            )
         elif isinstance(layer, nn.modules.conv._ConvNd):
             conv_forward: Any = type(layer)._conv_forward  # called on the twin's copy
             self.compute = lambda x, w, b: conv_forward(self, x, w, b)
