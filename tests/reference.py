@@ -5,6 +5,8 @@ Readable first, fast never. Nothing here imports qatcore.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 EPS = np.float32(2.0**-23)  # FLT_EPSILON
