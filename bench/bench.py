@@ -5,18 +5,20 @@ training step against FP32 and torch.ao, in one run and one table.
                           [--only CASES]
 
 ``--only`` takes a comma-separated list of cases, run in the table's order: ``arq``,
-``ulq``, ``ifmr`` (the kernels on large tensors; the group ``kernels`` is all three),
-``digits``, ``resnet20`` (the training steps; the group ``train`` is both). The
-default runs everything, e.g. ``--only train`` or ``--only kernels,resnet20``.
+``ulq``, ``ulq_weight``, ``ifmr`` (the kernels on large tensors; the group ``kernels``
+is all four), ``digits``, ``resnet20`` (the training steps; the group ``train`` is
+both). The default runs everything, e.g. ``--only train`` or ``--only ulq_weight``.
 
 Every kernel row is the median of --repeat timed runs after two warm-up runs, in this
 one process. "GB/s" counts the bytes a kernel must move at the least (read its
 inputs, write its outputs: twice the tensor for the copy, ARQ and the ULQ
-forward, three times for the ULQ backward, once for a histogram), so the copy's
-GB/s is the machine's practical bandwidth. "x copy" is time / single-threaded copy
+forwards, three times for the ULQ backward, twice for the weight-ULQ backward, whose
+grad_weight is grad_output itself, once for a histogram), so the copy's GB/s is the
+machine's practical bandwidth. "x copy" is time / single-threaded copy
 time of the same tensor (lower is better, 1.0 is memory speed), or / the FP32 step
 for the QAT rows; "x faster than torch" is the PyTorch time (torch.ao QAT for the
-QAT rows) at the same thread count / qatcore time.
+QAT rows, the autograd graph of the same formulas for weight ULQ) at the same thread
+count / qatcore time.
 
 The training-step cases (forward, cross-entropy, backward, optimizer step on one
 fixed random batch of 32) build FP32, torch.ao eager QAT and qatcore QAT models
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import math
 import platform
 import statistics
 import time
@@ -182,6 +185,86 @@ def bench_ulq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> 
                 n,
                 median_ms(both, repeat),
                 5 * x.nbytes,
+                copy_ms,
+                torch_ms,
+            )
+        )
+    return rows
+
+
+def torch_ulq_weight_autograd(
+    w: torch.Tensor, scale: torch.Tensor, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """SPEC "Weight ULQ" per channel (axis 0) written as a PyTorch autograd graph, forward
+    and backward: the codes q (rint(t) inside, qmin / qmax outside) and d (rint(t) - t
+    inside, qmin / qmax outside) are constants; the output is q * s plus terms that are
+    zero in value and give the weight the identity gradient (straight-through, unmasked)
+    and the scale d times 1/sqrt(N * qmax). tests/test_ulq_weight.py checks the same
+    construction, in float64, against the kernels."""
+    w.grad = None
+    scale.grad = None
+    s = scale.reshape(-1, *[1] * (w.ndim - 1))
+    k = 1.0 / math.sqrt(w[0].numel() * QMAX)
+    with torch.no_grad():
+        t = w * (1.0 / s)
+        upper, lower = w > QMAX * s, w < QMIN * s
+        r = torch.round(t)
+        q = torch.where(upper, QMAX, torch.where(lower, QMIN, r))
+        d = torch.where(upper, QMAX, torch.where(lower, QMIN, r - t))
+    y = q * s.detach() + (w - w.detach()) + (s - s.detach()) * (k * d)
+    y.backward(g)
+    return y, w.grad, scale.grad
+
+
+def bench_ulq_weight(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> list[Row]:
+    """Weight ULQ per channel (axis 0) as WeightFakeQuant runs it: the forward into a
+    preallocated output, the backward with out=grad_output (grad_weight is grad_output
+    itself, so the pass only reads w and grad_output)."""
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal(shape, dtype=np.float32) * 0.05).astype(np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    # Start from ARQ's scales, shrunk a little so that some weights clip.
+    scale = (qatcore.arq_params(w).scale * np.float32(0.8)).astype(np.float32)
+    y = np.empty_like(w)
+    copy_ms = time_copy(w, repeat)
+    case = f"ulq weight per-channel {shape}"
+    rows = [Row(case, "np.copyto", None, copy_ms, 2 * w.nbytes, copy_ms)]
+    wt = torch.from_numpy(w).requires_grad_()
+    st = torch.from_numpy(scale.copy()).requires_grad_()
+    gt = torch.from_numpy(g)
+    y_t, gw_t, gs_t = torch_ulq_weight_autograd(wt, st, gt)
+    fwd_ref = qatcore.ulq_weight_forward(w, scale, axis=0)
+    back_ref = qatcore.ulq_weight_backward(g, w, scale, axis=0)
+    np.testing.assert_array_equal(y_t.detach().numpy(), fwd_ref.output)
+    np.testing.assert_array_equal(gw_t.numpy(), back_ref.grad_weight)
+    np.testing.assert_allclose(gs_t.numpy(), back_ref.grad_scale, rtol=1e-4, atol=1e-6)
+    del y_t, gw_t, gs_t
+
+    def fwd() -> None:
+        qatcore.ulq_weight_forward(w, scale, axis=0, out=y)
+
+    def bwd() -> None:
+        qatcore.ulq_weight_backward(g, w, scale, axis=0, out=g)
+
+    def both() -> None:
+        fwd()
+        bwd()
+
+    for n in thread_counts:
+        torch.set_num_threads(n)
+        qatcore.set_num_threads(n)
+        torch_ms = median_ms(lambda: torch_ulq_weight_autograd(wt, st, gt), max(3, repeat // 3))
+        rows.append(Row(f"{case} fwd", "qatcore", n, median_ms(fwd, repeat), 2 * w.nbytes, copy_ms))
+        # backward reads w and grad_output; grad_weight is grad_output itself.
+        rows.append(Row(f"{case} bwd", "qatcore", n, median_ms(bwd, repeat), 2 * w.nbytes, copy_ms))
+        rows.append(Row(f"{case} fwd+bwd", "torch autograd", n, torch_ms, 4 * w.nbytes, copy_ms))
+        rows.append(
+            Row(
+                f"{case} fwd+bwd",
+                "qatcore",
+                n,
+                median_ms(both, repeat),
+                4 * w.nbytes,
                 copy_ms,
                 torch_ms,
             )
@@ -445,11 +528,12 @@ CASES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
         r for s in [(256, 256, 3, 3), (4096, 4096)] for r in bench_arq(s, a.repeat, a.threads)
     ],
     "ulq": lambda a: bench_ulq((64, 256, 56, 56), max(5, a.repeat // 2), a.threads),
+    "ulq_weight": lambda a: bench_ulq_weight((4096, 4096), a.repeat, a.threads),
     "ifmr": lambda a: bench_ifmr((64, 256, 56, 56), max(5, a.repeat // 2), a.threads),
     "digits": lambda a: bench_digits_step(5 * a.rounds, a.threads),
     "resnet20": lambda a: bench_resnet20_step(a.rounds, a.threads),
 }
-GROUPS = {"kernels": ["arq", "ulq", "ifmr"], "train": ["digits", "resnet20"]}
+GROUPS = {"kernels": ["arq", "ulq", "ulq_weight", "ifmr"], "train": ["digits", "resnet20"]}
 
 
 def parse_cases(text: str) -> list[str]:

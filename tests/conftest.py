@@ -42,3 +42,22 @@ def digits_demo():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notices
         return demo.run(epochs=15, qat_epochs=4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_demo_ulq(digits_demo):
+    """The same demo with ``--weights ulq_quantize``: every layer learns its weight scale.
+    The FP32 model and torch.ao's QAT are digits_demo's (``demo.run(reuse=...)``)."""
+    from helpers import require_module
+
+    require_module("torch")
+    require_module("sklearn")
+    import qatcore
+    from qatcore.torch import demo
+
+    config = qatcore.RetrainConfig.from_dict(
+        {"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
+        return demo.run(epochs=15, qat_epochs=4, seed=0, config=config, reuse=digits_demo)

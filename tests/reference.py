@@ -5,6 +5,8 @@ Readable first, fast never. Nothing here imports qatcore.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 EPS = np.float32(2.0**-23)  # FLT_EPSILON
@@ -147,6 +149,48 @@ def ulq_backward(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=Non
     )
     others = None if axis is None else tuple(d for d in range(grad_x.ndim) if d != axis)
     return grad_x, np.sum(min_terms, axis=others), np.sum(max_terms, axis=others)
+
+
+def ulq_weight_forward(w, scale, num_bits=8, axis=None):
+    """SPEC "Weight ULQ" forward: fake quantization with the learnable scale, zero point 0."""
+    s = np.asarray(scale, dtype=np.float32)
+    _, y = fake_quant(w, s, np.zeros(s.shape, np.int64), num_bits, axis)
+    return y
+
+
+def ulq_weight_backward_terms(g, w, scale, num_bits=8, axis=None):
+    """SPEC "Weight ULQ" backward, before the sums: (grad_w float32, the float64 terms
+    g * d of the scale gradient), each the shape of w.
+
+    grad_w = g (straight-through, unmasked);  t = w * inv_s
+    d = qmin where w < qmin * s, qmax where w > qmax * s, else rint(t) - t
+    """
+    qmin, qmax = qrange(num_bits)
+    w = np.asarray(w, dtype=np.float32)
+    g = np.asarray(g, dtype=np.float32)
+    s = _along(np.asarray(scale, dtype=np.float32), axis, w.ndim)
+    inv_s = np.float32(1) / s
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = w * inv_s
+        d = np.rint(t) - t
+        d = np.where(w > np.float32(qmax) * s, np.float32(qmax), d)
+        d = np.where(w < np.float32(qmin) * s, np.float32(qmin), d)
+        terms = g.astype(np.float64) * d.astype(np.float64)
+    return g.copy(), terms
+
+
+def ulq_weight_backward(g, w, scale, num_bits=8, axis=None):
+    """SPEC "Weight ULQ" backward: (grad_w float32, grad_scale float64).
+
+    grad_scale = sum(g * d) / sqrt(N * qmax) over the tensor or over each channel, N its
+    element count (0 for a channel of no elements)."""
+    _, qmax = qrange(num_bits)
+    grad_w, terms = ulq_weight_backward_terms(g, w, scale, num_bits, axis)
+    others = None if axis is None else tuple(d for d in range(grad_w.ndim) if d != axis)
+    n = grad_w.size if axis is None else grad_w.size // max(1, grad_w.shape[axis])
+    total = np.sum(terms, axis=others)
+    grad_s = total / math.sqrt(n * qmax) if n else np.zeros_like(total)
+    return grad_w, grad_s
 
 
 def ifmr_candidates(max0, min0, num_bits, with_offset, fixed_min, search_range, search_step):

@@ -177,3 +177,38 @@ def ulq_tie_case(draw: st.DrawFn):
     if axis is None:
         cmin, cmax = cmin.reshape(()), cmax.reshape(())
     return x, g, cmin, cmax, fixed_min, bits, axis
+
+
+@st.composite
+def ulq_weight_case(draw: st.DrawFn, allow_nan: bool = False):
+    """(w, g, scale, bits, axis) for weight ULQ: a shape from `shapes`, per tensor or along
+    a random axis; scales powers of two (then every w on the grid or half-way between two
+    codes is an exact rounding tie) or random; w on the grid, half-way, on and beyond the
+    ends of the range [qmin * s, qmax * s], or anything finite (NaN and inf too with
+    allow_nan)."""
+    bits = draw(num_bits)
+    qmin, qmax = ref.qrange(bits)
+    shape = draw(shapes)
+    axis = draw(st.none() | st.integers(0, len(shape) - 1)) if shape else None
+    n = 1 if axis is None else shape[axis]
+    if draw(st.booleans()):
+        e = draw(hnp.arrays(np.int64, (n,), elements=st.integers(-20, 20)))
+        scale = (2.0**e).astype(np.float32)
+    else:
+        scale = draw(
+            hnp.arrays(np.float32, (n,), elements=st.floats(f32(1e-6), f32(1e3), width=32))
+        )
+    s = scale.reshape(()) if axis is None else ref._along(scale, axis, len(shape))
+    # Codes anywhere, and often exactly at or one past the ends of the range.
+    ends = st.sampled_from([qmin - 1, qmin, qmax, qmax + 1])
+    k = draw(hnp.arrays(np.int64, shape, elements=st.integers(qmin - 3, qmax + 3) | ends))
+    half = draw(hnp.arrays(np.bool_, shape, elements=st.booleans()))
+    grid = np.asarray((k + 0.5 * half) * s, dtype=np.float32)
+    others = finite_f32 | st.sampled_from([np.nan, np.inf, -np.inf]) if allow_nan else finite_f32
+    anything = draw(hnp.arrays(np.float32, shape, elements=others))
+    pick = draw(hnp.arrays(np.bool_, shape, elements=st.sampled_from([True, True, False])))
+    w = np.asarray(np.where(pick, grid, anything), dtype=np.float32)
+    g = draw(hnp.arrays(np.float32, shape, elements=st.floats(f32(-10), f32(10), width=32)))
+    if axis is None:
+        scale = scale.reshape(())
+    return w, g, scale, bits, axis

@@ -135,7 +135,7 @@ def test_grouped_transposed_convolutions_have_no_per_channel_axis() -> None:
         qt.ConvTranspose2dQAT(4, 6, 3, groups=2)
     per_tensor = {"retrain_weight_config": {"channel_wise": False}}
     layer = qt.ConvTranspose2dQAT(4, 6, 3, groups=2, config=per_tensor)
-    assert layer.weight_quant.scheme.clip_axis is None
+    assert layer.weight_quant.scheme.scale_axis is None
 
 
 # ---- single-op layers -------------------------------------------------------------------------
@@ -253,8 +253,10 @@ def test_transposed_convolutions_scale_along_weight_axis_1(algo: str, tmp_path: 
     if algo == "arq_retrain":  # ARQ's scale per output channel: over axes 0, 2, 3
         _, want = ref.arq(up.weight.detach().numpy(), True, 1, 8)
         assert np.array_equal(params.scale, want)
-    else:
-        assert up.weight_quant.clip_min.shape == (4,)
+    else:  # the learned symmetric scale, one per output channel (axis 1)
+        assert up.weight_quant.scale.shape == (4,)
+        assert np.array_equal(params.scale, up.weight_quant.scale.detach().numpy())
+    assert not params.zero_point.any()
     assert_layers_compute_on_the_grid(model, xs[0])
     record = qt.export_int8(model)["up"]
     assert record.layer_type is nn.ConvTranspose2d and record.weight_params.axis == 1

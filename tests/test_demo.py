@@ -13,6 +13,7 @@ from helpers import require_module
 torch = require_module("torch")
 require_module("sklearn")
 
+import qatcore  # noqa: E402
 import qatcore.torch as qt  # noqa: E402
 from qatcore.torch import demo  # noqa: E402
 from torch_helpers import assert_layers_compute_on_the_grid  # noqa: E402
@@ -23,6 +24,30 @@ def test_demo_int8_accuracy_is_within_one_point_of_fp32(digits_demo) -> None:
     assert r.fp32_accuracy > 95.0
     assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
     assert r.qat_accuracy >= r.torch_qat_accuracy - 0.5, (r.qat_accuracy, r.torch_qat_accuracy)
+
+
+def test_demo_with_ulq_weights_is_within_one_point_of_fp32(digits_demo, digits_demo_ulq) -> None:
+    """``--weights ulq_quantize``: the same FP32 model, every layer's weight scale learned
+    from its ARQ start, symmetric (zero point 0), and INT8 accuracy within a point."""
+    r = digits_demo_ulq
+    assert r.fp32_model is digits_demo.fp32_model  # the same float model, trained once
+    assert r.qat_accuracy >= r.fp32_accuracy - 1.0, (r.qat_accuracy, r.fp32_accuracy)
+    model = r.model.eval()
+    assert_layers_compute_on_the_grid(model, r.data.x_test[:64])
+    for name, layer in qt.quantized_layers(model).items():
+        wq = layer.weight_quant
+        assert wq.scheme.learns_scale, name
+        # The scale started as the ARQ scale of the FP32 weights, and training moved it in
+        # every channel whose weights it moved (a channel behind a dead ReLU gets no
+        # gradient at all).
+        float_weight = r.fp32_model.get_submodule(name).weight.detach().numpy()
+        start = qatcore.arq_params(float_weight).scale
+        trained = (layer.weight.detach().numpy() != float_weight).reshape(len(start), -1)
+        moved = trained.any(axis=1)
+        assert moved.sum() > len(moved) // 4, (name, moved)
+        assert (wq.scale.detach().numpy()[moved] != start[moved]).all(), name
+    for name, e in qt.export_int8(model).items():
+        assert not e.weight_params.zero_point.any(), name
 
 
 def test_demo_model_is_quantized_and_its_clips_were_learned(digits_demo) -> None:
@@ -57,6 +82,7 @@ def test_help_names_the_command_and_every_default() -> None:
         ("--qat-epochs N", "default: 4"),
         ("--threads N", "default: each library's own"),
         ("--seed N", "default: 0"),
+        ("--weights ALGO", "default: arq_retrain"),
         ("--plot FILE", "default: no plot"),
         ("--onnx FILE", "default: no export"),
     ]:

@@ -73,6 +73,9 @@ def test_records_are_what_the_trained_layers_compute() -> None:
         w = layer.weight.detach().numpy()
         assert e.weight_codes.dtype == np.int8 and e.weight_codes.shape == w.shape
         assert e.weight_params.axis == axes[name] and e.weight_params.num_bits == 8
+        # Symmetric INT8 weights under every algorithm (ARQ, and ULQ's learned scale).
+        assert e.weight_params.zero_point.dtype == np.int32
+        assert not e.weight_params.zero_point.any(), (name, e.weight_params.zero_point)
         q_ref, _ = ref.fake_quant(
             w, e.weight_params.scale, e.weight_params.zero_point, 8, e.weight_params.axis
         )

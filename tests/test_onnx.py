@@ -92,12 +92,22 @@ def mixed(tmp_path_factory) -> Case:
     return Case(model, exported, torch.randn(1024, 2, 32, generator=g), "conv1d", "head")
 
 
-@pytest.fixture(scope="module")
-def digits(digits_demo, tmp_path_factory) -> Case:
-    data = digits_demo.data
-    model = digits_demo.model.eval()
+def digits_case(demo_result, tmp_path_factory) -> Case:
+    data = demo_result.data
+    model = demo_result.model.eval()
     path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
     return Case(model, qt.export_onnx(model, data.x_test[:2], path), data.x_test, "conv1", "fc2")
+
+
+@pytest.fixture(scope="module")
+def digits(digits_demo, tmp_path_factory) -> Case:
+    return digits_case(digits_demo, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def digits_ulq(digits_demo_ulq, tmp_path_factory) -> Case:
+    """The demo with ``--weights ulq_quantize`` (learned symmetric weight scales)."""
+    return digits_case(digits_demo_ulq, tmp_path_factory)
 
 
 def session(proto, *, optimize: bool) -> ort.InferenceSession:
@@ -197,7 +207,7 @@ def in_graph_order(case: Case) -> list[str]:
     return [name for name in case.exported.layers if f"{name}/input_quantize" in names]
 
 
-@pytest.mark.parametrize("which", ["digits", "mixed"])
+@pytest.mark.parametrize("which", ["digits", "digits_ulq", "mixed"])
 def test_onnx_runtime_computes_the_pytorch_qat_model(which, request) -> None:
     case: Case = request.getfixturevalue(which)
     pt, rt = run_torch(case), run_onnx(case)
@@ -228,9 +238,12 @@ def test_onnx_runtime_computes_the_pytorch_qat_model(which, request) -> None:
     assert (pt.logits.argmax(1) == rt.logits.argmax(1)).mean() >= 0.99, report
 
 
-def test_digits_accuracy_in_onnx_runtime_equals_pytorch(digits, digits_demo) -> None:
+@pytest.mark.parametrize("which", ["digits", "digits_ulq"])
+def test_digits_accuracy_in_onnx_runtime_equals_pytorch(which, request) -> None:
     from qatcore.torch import demo
 
+    digits: Case = request.getfixturevalue(which)
+    digits_demo = request.getfixturevalue("digits_demo" if which == "digits" else "digits_demo_ulq")
     data = digits_demo.data
     x, y = data.x_test.numpy(), data.y_test.numpy()
     want = run_torch(digits).logits
@@ -257,7 +270,7 @@ def graph_tensors(path) -> tuple[onnx.ModelProto, dict[str, onnx.NodeProto], dic
     return proto, nodes, inits
 
 
-@pytest.mark.parametrize("which", ["digits", "mixed"])
+@pytest.mark.parametrize("which", ["digits", "digits_ulq", "mixed"])
 def test_exported_int8_weights_are_the_reference_codes_of_the_trained_weights(
     which, request
 ) -> None:
@@ -271,18 +284,16 @@ def test_exported_int8_weights_are_the_reference_codes_of_the_trained_weights(
         w = layer.weight.detach().numpy()
         q_ref, _ = ref.fake_quant(w, scale, zero_point.astype(np.int32), 8, axis)
         assert np.array_equal(codes, ref.codes(q_ref, 8)), name
-        trained = layer.weight_quant.params(layer.weight)  # ARQ of the weights, or ULQ clips
+        trained = layer.weight_quant.params(layer.weight)  # ARQ of the weights, or ULQ's scale
         assert_same_floats(scale, trained.scale, name)
         cfg = layer.weight_quant.scheme.config
         if cfg.weights_retrain_algo == "arq_retrain":
             want_scale = ref.arq_scale(w, cfg.channel_wise)
-        else:
-            want_scale = ref.ulq_params(
-                layer.weight_quant.clip_min.detach().numpy(),
-                layer.weight_quant.clip_max.detach().numpy(),
-            )["scale"]
+        else:  # the learned symmetric scale itself
+            want_scale = layer.weight_quant.scale.detach().numpy()
         assert_same_floats(scale, want_scale.reshape(scale.shape), name)
         assert np.array_equal(zero_point, trained.zero_point) and axis == trained.axis
+        assert not zero_point.any(), (name, zero_point)  # symmetric under every algorithm
         # The input pair carries the ULQ scale and zero point of the learned clips.
         q = nodes[f"{name}/input_quantize"]
         act = layer.act_quant

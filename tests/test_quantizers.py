@@ -200,10 +200,11 @@ def test_weight_quantizer_arq(channel_wise: bool) -> None:
     assert_same_floats(q.forward(w), ref.arq(w, channel_wise)[0])
     g = np.full_like(w, 0.5)
     r = q.backward(g, w)
-    assert r.grad_clip_min is None and r.grad_clip_max is None
+    assert r.grad_scale is None
     assert_same_floats(r.grad_weight, g)  # straight-through
-    with pytest.raises(RuntimeError, match="^clip_max: ARQ has no clips"):
-        q.clip_max = np.ones(16, np.float32)
+    assert not q.scheme.params(w).zero_point.any()
+    with pytest.raises(RuntimeError, match="^scale: ARQ has no learned scale"):
+        q.scale = np.ones(16, np.float32)
 
 
 @pytest.mark.parametrize("channel_wise", [True, False])
@@ -213,64 +214,93 @@ def test_weight_quantizer_ulq(channel_wise: bool) -> None:
         RetrainWeightConfig(weights_retrain_algo="ulq_quantize", channel_wise=channel_wise)
     )
     y = q.forward(w)
-    s = ref.arq_scale(w, channel_wise)
-    assert q.clip_max is not None and q.clip_min is not None
-    assert_same_floats(q.clip_max, (s * np.float32(127)).reshape(q.clip_max.shape))
-    assert_same_floats(q.clip_min, (s * np.float32(-128)).reshape(q.clip_min.shape))
+    s = ref.arq_scale(w, channel_wise)  # the scale starts as ARQ's, so does the output
+    assert q.scale is not None
+    assert_same_floats(q.scale, s.reshape(q.scale.shape))
+    assert_same_floats(y, ref.arq(w, channel_wise)[0])
+    params = q.scheme.params(w, q.scale)
+    assert not params.zero_point.any() and params.axis == (0 if channel_wise else None)
     axis = 0 if channel_wise else None
-    assert_same_floats(y, ref.ulq_forward(w, q.clip_min, q.clip_max, axis=axis)[0])
     g = np.random.default_rng(3).standard_normal(w.shape).astype(np.float32)
     r = q.backward(g, w)
-    gw, gmin, gmax = ref.ulq_backward(g, w, q.clip_min, q.clip_max, axis=axis)
+    gw, gs = ref.ulq_weight_backward(g, w, q.scale, axis=axis)
     assert_same_floats(r.grad_weight, gw)
-    assert r.grad_clip_min is not None and r.grad_clip_max is not None
-    assert r.grad_clip_max.shape == r.grad_clip_min.shape == q.clip_max.shape
-    assert_clip_grads_close(r.grad_clip_max, gmax, "grad_clip_max")
-    assert_clip_grads_close(r.grad_clip_min, gmin, "grad_clip_min")
-    # Inside the clips the gradients are sums of rounding residues (about 1e-3 here),
-    # far above the 1e-6 tolerance: zeroed or sign-flipped ones cannot match.
-    assert np.abs(gmax).max() > 1e-3 and np.abs(gmin).max() > 1e-3
-    # Weights moved beyond the clips: there the clip gradients collect g itself.
-    w_out = w * np.float32(3)
-    r = q.backward(g, w_out)
-    gw, gmin, gmax = ref.ulq_backward(g, w_out, q.clip_min, q.clip_max, axis=axis)
-    assert_same_floats(r.grad_weight, gw)
-    assert_clip_grads_close(r.grad_clip_max, gmax, "grad_clip_max beyond the clips")
-    assert_clip_grads_close(r.grad_clip_min, gmin, "grad_clip_min beyond the clips")
-    assert np.abs(gmax).max() > 1 and np.abs(gmin).max() > 1
+    assert r.grad_scale is not None and r.grad_scale.shape == q.scale.shape
+    assert_clip_grads_close(r.grad_scale, gs, "grad_scale")
+    # Sums of rounding residues, up to a few 1e-2 here, far above the tolerance: a zeroed or
+    # sign-flipped gradient cannot match.
+    assert np.abs(gs).max() > 1e-2
+    # A narrower scale clips the largest weights: there d is qmin or qmax.
+    q.scale = q.scale * np.float32(0.5)
+    assert_same_floats(q.forward(w), ref.ulq_weight_forward(w, q.scale, 8, axis))
+    r = q.backward(g, w)
+    gw, gs = ref.ulq_weight_backward(g, w, q.scale, axis=axis)
+    assert_same_floats(r.grad_weight, g)  # unmasked, even where the weights clip
+    assert_clip_grads_close(r.grad_scale, gs, "grad_scale with clipping")
     other = WeightQuantizer(q.config)
     other.load_state_dict(q.state_dict())
-    assert_same_floats(other.forward(w), y)
+    assert_same_floats(other.forward(w), q.forward(w))
 
 
-def test_weight_load_refuses_clips_of_another_channel_count() -> None:
+def test_weight_scale_stays_positive() -> None:
+    """SPEC "Weight ULQ": a scale set to zero or below counts as EPS; NaN is refused."""
+    w = np.random.default_rng(2).standard_normal((4, 6)).astype(np.float32)
+    q = WeightQuantizer(RetrainWeightConfig(weights_retrain_algo="ulq_quantize"))
+    q.forward(w)
+    eps = np.float32(qatcore._core.EPS)
+    q.scale = np.float32([0.5, 0.0, -3.0, 1e-30])
+    assert q.scale is not None and q.scale.tolist() == [0.5, eps, eps, eps]
+    assert_same_floats(q.forward(w), ref.ulq_weight_forward(w, q.scale, 8, 0))
+    assert np.isfinite(q.backward(np.ones_like(w), w).grad_scale).all()
+    before = q.scale
+    with pytest.raises(ValueError, match=r"^scale: expected finite values, got \[0.5, nan"):
+        q.scale = np.float32([0.5, np.nan, 1, 1])
+    with pytest.raises(ValueError, match=r"^scale: expected shape \(4,\), got \(3,\)"):
+        q.scale = np.ones(3, np.float32)
+    assert_same_floats(q.scale, before)
+    scheme = q.scheme  # the scheme's steps apply the same rule to the scale they are given
+    assert_same_floats(
+        scheme.forward(w, np.float32([-1, -1, -1, -1])), scheme.forward(w, [eps] * 4)
+    )
+
+
+def test_weight_load_refuses_bad_state_and_old_clips() -> None:
     w = np.random.default_rng(2).standard_normal((16, 24)).astype(np.float32)
     config = RetrainWeightConfig(weights_retrain_algo="ulq_quantize")
     q = WeightQuantizer(config)
     y = q.forward(w)
+    assert set(q.state_dict()) == {"scale"}
     small = WeightQuantizer(config)
     small.forward(w[:8])
-    with pytest.raises(
-        ValueError, match=r"^state\['clip_min'\]: expected \(16,\) .*got shape \(8,\)"
-    ):
+    with pytest.raises(ValueError, match=r"^state\['scale'\]: expected \(16,\) .*got shape \(8,\)"):
         q.load_state_dict(small.state_dict())
-    assert_same_floats(q.forward(w), y)  # unchanged
     bad = q.state_dict()
-    bad["clip_max"] = [float("nan")] * 16
-    with pytest.raises(ValueError, match=r"^state\['clip_max'\]: expected finite values"):
+    bad["scale"] = [float("nan")] * 16
+    with pytest.raises(ValueError, match=r"^state\['scale'\]: expected finite values"):
         q.load_state_dict(bad)
-    with pytest.raises(ValueError, match=r"^state\['clip_min'\]: expected a scalar"):
+    with pytest.raises(ValueError, match=r"^state\['scale'\]: expected a scalar"):
         WeightQuantizer(RetrainWeightConfig("ulq_quantize", channel_wise=False)).load_state_dict(
             q.state_dict()
         )
-    assert_same_floats(q.forward(w), y)
+    # The asymmetric clips of earlier versions are refused by name, never converted.
+    old = {"clip_min": [-1.0] * 16, "clip_max": [1.0] * 16}
+    with pytest.raises(
+        ValueError, match=r"^state\['clip_min'\]: this is the asymmetric weight state"
+    ):
+        q.load_state_dict(old)
+    with pytest.raises(ValueError, match=r"^ckpt\['clip_max'\]: this is the asymmetric"):
+        q.load_state_dict({"clip_max": [1.0] * 16}, path="ckpt")
+    with pytest.raises(ValueError, match=r"^state\['scale'\]: a scale given for an ARQ"):
+        WeightQuantizer().load_state_dict(q.state_dict())
+    assert_same_floats(q.forward(w), y)  # unchanged throughout
 
 
 def test_a_numpy_model_learns_its_clips() -> None:
     """A linear model trained with manual gradients through both quantizers.
 
     The activation clips start far too narrow ([-0.3, 0.3] on inputs of about
-    +-3): the loss must fall and the clips must widen toward the data's range.
+    +-3): the loss must fall and the clips must widen toward the data's range; the
+    weight scales, set from the small initial weights, must grow with them.
     """
     rng = np.random.default_rng(0)
     teacher = rng.standard_normal((4, 16)).astype(np.float32)
@@ -282,6 +312,8 @@ def test_a_numpy_model_learns_its_clips() -> None:
     act.observe(x_all[:256])
     with pytest.warns(QuantizationWarning):
         act.calibrate()
+    weights.initialize(w)
+    start = weights.scale
 
     def step(x: np.ndarray, t: np.ndarray) -> tuple[float, tuple]:
         xq = act.forward(x)
@@ -300,8 +332,9 @@ def test_a_numpy_model_learns_its_clips() -> None:
             w -= 0.05 * gw.grad_weight
             act.clip_max -= 0.05 * float(ga.grad_clip_max)
             act.clip_min -= 0.05 * float(ga.grad_clip_min)
-            weights.clip_max = weights.clip_max - 0.01 * gw.grad_clip_max
-            weights.clip_min = weights.clip_min - 0.01 * gw.grad_clip_min
+            weights.scale = weights.scale - 1e-4 * gw.grad_scale
         losses.append(loss)
     assert losses[-1] < 0.1 * losses[0], losses[::10]
     assert act.clip_max > 1.0 and act.clip_min < -1.0, (act.clip_min, act.clip_max)
+    # The weights grow about tenfold from their small start; so must their scales.
+    assert (weights.scale > 3 * start).all(), (start, weights.scale)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from strategies import (  # noqa: E402
     tie_weights,
     ulq_case,
     ulq_tie_case,
+    ulq_weight_case,
 )
 from torch_helpers import assert_layers_compute_on_the_grid  # noqa: E402
 
@@ -112,7 +114,13 @@ def portable_path(device: str) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         if device == "cpu":
             mp.setattr(qt._functions, "_on_kernels", lambda *tensors: False)
-        for name in ("arq", "ulq_forward", "ulq_backward"):
+        for name in (
+            "arq",
+            "ulq_forward",
+            "ulq_backward",
+            "ulq_weight_forward",
+            "ulq_weight_backward",
+        ):
             mp.setattr(qatcore, name, _no_kernels)
         yield
 
@@ -215,6 +223,81 @@ def test_portable_arq_matches_reference(device, data, bits, channel_wise) -> Non
         y.backward(g)
     assert_same_floats(back(y), want, device)
     assert_same_floats(back(wt.grad), back(g), f"{device} straight-through")
+
+
+@pytest.mark.parametrize("device", PORTABLE_DEVICES)
+@given(case=ulq_weight_case(allow_nan=True))
+def test_portable_ulq_weight_matches_reference(device, case) -> None:
+    """ulq_weight_fake_quant on the portable path: the output bit for bit, the weight
+    gradient straight through, the scale gradient within the float64 summation bound."""
+    w, g, scale, bits, axis = case
+    want_y = ref.ulq_weight_forward(w, scale, bits, axis)
+    _, terms = ref.ulq_weight_backward_terms(g, w, scale, bits, axis)
+    _, want_gs = ref.ulq_weight_backward(g, w, scale, bits, axis)
+    n = w.size if axis is None else w.size // max(1, w.shape[axis])
+    wt, st_ = on(device, w).requires_grad_(), on(device, scale).requires_grad_()
+    with portable_path(device):
+        y = qt.ulq_weight_fake_quant(wt, st_, num_bits=bits, axis=axis)
+        y.backward(on(device, g))
+    assert_same_floats(back(y), want_y, f"{device} output")
+    assert_same_floats(back(wt.grad), g, f"{device} grad_weight")
+    assert st_.grad.shape == st_.shape and st_.grad.dtype == torch.float32
+    norm = math.sqrt(n * ref.qrange(bits)[1]) if n else 1.0
+    assert_clip_grads_within_sum_bound(
+        back(st_.grad), want_gs, terms / norm, axis, f"{device} grad_scale"
+    )
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_ulq_weight_function_on_cpu_float32_runs_the_kernels(axis) -> None:
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(6, 5, 3, generator=g) * 0.1
+    shape = () if axis is None else (w.shape[axis],)
+    scale = (torch.rand(shape, generator=g) * 1e-3 + 5e-4).requires_grad_()
+    wg = w.clone().requires_grad_()
+    y = qt.ulq_weight_fake_quant(wg, scale, axis=axis)
+    grad = torch.randn(w.shape, generator=g)
+    y.backward(grad)
+    s = scale.detach().numpy()
+    want = qatcore.ulq_weight_backward(grad.numpy(), w.numpy(), s, axis=axis)
+    assert_same_floats(
+        y.detach().numpy(), qatcore.ulq_weight_forward(w.numpy(), s, axis=axis).output
+    )
+    assert_same_floats(wg.grad.numpy(), grad.numpy())
+    assert_same_floats(scale.grad.numpy(), want.grad_scale)
+    assert bool((scale.grad != 0).all())
+
+
+def test_weight_fake_quant_learns_a_positive_scale_along_its_axis() -> None:
+    """The scale starts as the weights' ARQ scale along the given axis (1 here, as a
+    transposed convolution passes), stays >= EPS whatever the optimizer does, and a
+    non-finite scale is refused by name."""
+    config = qatcore.RetrainWeightConfig(weights_retrain_algo="ulq_quantize")
+    wq = qt.WeightFakeQuant(config, 5, axis=1)
+    w = torch.randn(3, 5, 2, 2, generator=torch.Generator().manual_seed(8))
+    assert wq.scale.shape == (5,) and not bool(wq.initialized)
+    y = wq(w)
+    want, arq_scale = ref.arq(w.numpy(), True, 1)
+    assert_same_floats(y.detach().numpy(), want)  # the ARQ output at the first step
+    assert_same_floats(wq.scale.detach().numpy(), arq_scale)
+    assert bool(wq.initialized) and wq.params(w).axis == 1 and not wq.params(w).zero_point.any()
+    pushed = torch.tensor([1e-2, 0.0, -1.0, 1e-30, 2e-2])  # as an optimizer step may leave it
+    with torch.no_grad():
+        wq.scale.copy_(pushed)
+    eps = float(np.float32(qatcore._core.EPS))
+    used = np.float32([1e-2, eps, eps, eps, 2e-2])
+    want = ref.ulq_weight_forward(w.numpy(), used, 8, 1)
+    y = wq.eval()(w)  # eval(): the same values used, the parameter left as it is
+    assert_same_floats(y.detach().numpy(), want)
+    assert torch.equal(wq.scale.detach(), pushed)
+    assert_same_floats(wq.params(w).scale, used)  # what export_int8 writes
+    y = wq.train()(w)  # train(): projected in place
+    assert_same_floats(y.detach().numpy(), want)
+    assert_same_floats(wq.scale.detach().numpy(), used)
+    with torch.no_grad():
+        wq.scale[1] = float("nan")
+    with pytest.raises(ValueError, match=r"^weight_quant\.scale: expected finite values"):
+        wq(w)
 
 
 @pytest.mark.parametrize("channel_wise", [True, False])
@@ -359,12 +442,15 @@ def test_checkpoint_resumes_bit_identically(algo: str) -> None:
         train_steps(b, opt_b, batches[cut:], targets[cut:])
         assert_same_state(b.state_dict(), whole.state_dict(), f"model (cut {cut})")
         assert_same_state(opt_b.state_dict(), opt_whole.state_dict(), f"optimizer (cut {cut})")
-        assert torch.equal(b(probe), whole(probe)), cut
+        # In eval() mode: a forward then changes no state (not even a weight scale that
+        # the last step left below EPS), so the next cut compares untouched models.
+        assert torch.equal(b.eval()(probe), whole.eval()(probe)), cut
 
 
 def test_clip_gradients_flow_and_the_clips_move_from_their_calibrated_values() -> None:
-    """After calibration every learnable clip gets a non-zero gradient (a clip_min fixed
-    at 0 gets exactly 0) and training moves it away from where IFMR / ARQ put it."""
+    """After calibration every learnable clip and weight scale gets a non-zero gradient (a
+    clip_min fixed at 0 gets exactly 0) and training moves it away from where IFMR / ARQ
+    put it."""
     config = RetrainConfig.from_dict(
         {
             "retrain_data_config": {"batch_num": 1},
@@ -380,9 +466,9 @@ def test_clip_gradients_flow_and_the_clips_move_from_their_calibrated_values() -
     clips = {
         n: p.detach().clone()
         for n, p in model.named_parameters()
-        if n.split(".")[-1] in ("clip_min", "clip_max")
+        if n.split(".")[-1] in ("clip_min", "clip_max", "scale")
     }
-    assert len(clips) == 3 * 2 + 2  # the inputs of layers 0, 3, 5; the weight clips of 3
+    assert len(clips) == 3 * 2 + 1  # the inputs of layers 0, 3, 5; the weight scale of 3
     opt.zero_grad()
     torch.nn.functional.cross_entropy(model(batches[1]), targets[1]).backward()
     fixed = {n: m.act_quant.fixed_min for n, m in qt.quantized_layers(model).items()}
@@ -511,7 +597,8 @@ def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None
     # The clips are parameters; the calibration state beside them holds none.
     extra = state["0.act_quant._extra_state"]
     assert extra["calibrated"] is True and not any("clip" in k for k in extra)
-    assert state["0.weight_quant.clip_max"].shape == (4,)
+    assert state["0.weight_quant.scale"].shape == (4,)
+    assert not any("clip" in k for k in state if "weight_quant" in k)
     saved = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
     def refused(key: str, value, message: str) -> None:
@@ -543,10 +630,26 @@ def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None
         r"^0\.act_quant\.clip_max: expected finite values",
     )
     refused(
-        "0.weight_quant.clip_min",
+        "0.weight_quant.scale",
         torch.zeros(3),
-        r"^0\.weight_quant\.clip_min: expected a tensor of shape \(4,\), got \(3,\)",
+        r"^0\.weight_quant\.scale: expected a tensor of shape \(4,\), got \(3,\)",
     )
+    refused(
+        "0.weight_quant.scale",
+        torch.full((4,), float("inf")),
+        r"^0\.weight_quant\.scale: expected finite values",
+    )
+    # The asymmetric weight state of earlier versions (learned clips) is refused by name.
+    old = {k: v for k, v in state.items() if k != "0.weight_quant.scale"}
+    old["0.weight_quant.clip_min"] = torch.full((4,), -0.5)
+    old["0.weight_quant.clip_max"] = torch.full((4,), 0.5)
+    with pytest.raises(
+        ValueError, match=r"^0\.weight_quant\.clip_min: this is the asymmetric weight state"
+    ):
+        model.load_state_dict(old)
+    for k, v in model.state_dict().items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, saved[k]), k
     # A checkpoint of the earlier layout (clips inside the calibration state) is refused.
     refused(
         "0.act_quant._extra_state",

@@ -55,9 +55,9 @@ class LayerOps(torch.overrides.TorchFunctionMode):
 def assert_layers_compute_on_the_grid(model: torch.nn.Module, x: torch.Tensor) -> None:
     """Every quantized layer's input and weight, as its convolution or product receives
     them, are exactly reference.py's fake quantization of the float input (ULQ with the
-    layer's clips) and of the float weight (ARQ, or ULQ with the weight clips): values
-    on the quantization grid, and the right ones. A layer whose quantizer is skipped,
-    or does nothing, fails here."""
+    layer's clips) and of the float weight (ARQ, or weight ULQ with the learned scale):
+    values on the quantization grid, and the right ones. A layer whose quantizer is
+    skipped, or does nothing, fails here."""
     ops = LayerOps(model)
     try:
         with torch.no_grad(), ops:
@@ -76,14 +76,13 @@ def assert_layers_compute_on_the_grid(model: torch.nn.Module, x: torch.Tensor) -
         assert_same_floats(x_seen, want_x, f"{name} input")
         cfg, axis = layer.weight_quant.scheme.config, layer.weight_quant.scheme.axis
         w = layer.weight.detach().numpy()
+        axis = layer.weight_quant.scheme.axis
         if cfg.weights_retrain_algo == "arq_retrain":
             want_w, _ = ref.arq(w, cfg.channel_wise, axis, cfg.num_bits)
         else:
-            want_w, _ = ref.ulq_forward(
+            want_w = ref.ulq_weight_forward(
                 w,
-                layer.weight_quant.clip_min.detach().numpy(),
-                layer.weight_quant.clip_max.detach().numpy(),
-                False,
+                layer.weight_quant.scale.detach().numpy(),
                 cfg.num_bits,
                 axis if cfg.channel_wise else None,
             )

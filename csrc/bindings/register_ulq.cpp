@@ -1,4 +1,4 @@
-// ULQ: parameters, forward and backward (ops/ulq.h).
+// ULQ and weight ULQ: parameters, forwards and backwards (ops/ulq.h).
 #include <cmath>
 #include <optional>
 #include <string>
@@ -109,6 +109,49 @@ std::pair<py::array_t<float>, py::array_t<float>> ulq_backward_py(
   return {grad_min, grad_max};
 }
 
+// Weight ULQ's scale: one finite positive float32 per channel with a finite reciprocal.
+py::array checked_scale(py::handle scale_obj, int64_t channels) {
+  py::array scale = checked_array<float>(scale_obj, "scale", false);
+  if (scale.ndim() != 1 || scale.shape(0) != channels) {
+    throw py::value_error("scale: expected a 1-d array of length " + std::to_string(channels) +
+                          " (one per channel), got " + describe(scale));
+  }
+  check_scale_values(in_ptr<float>(scale), channels);
+  return scale;
+}
+
+void ulq_weight_forward_py(py::handle w_obj, py::handle out_obj, py::handle scale_obj,
+                           std::optional<int64_t> axis, int num_bits) {
+  const QRange r = checked_range(num_bits);
+  auto [w, out] = checked_in_out<float, float>(w_obj, "w", out_obj);
+  const Layout l = layout_of(shape_of(w), axis, "w");
+  const py::array scale = checked_scale(scale_obj, l.channels);
+  py::gil_scoped_release release;
+  ulq_weight_forward(in_ptr<float>(w), out_ptr<float>(out), l, in_ptr<float>(scale), r);
+}
+
+py::array_t<float> ulq_weight_backward_py(py::handle g_obj, py::handle w_obj, py::handle out_obj,
+                                          py::handle scale_obj, std::optional<int64_t> axis,
+                                          int num_bits) {
+  const QRange r = checked_range(num_bits);
+  py::array g = checked_array<float>(g_obj, "grad_output", false);
+  py::array w = checked_array<float>(w_obj, "w", false);
+  py::array out = checked_array<float>(out_obj, "out", true);
+  check_same_shape(w, "w", g, "grad_output");
+  check_same_shape(w, "w", out, "out");
+  check_no_partial_overlap(w, out, "w", "out");
+  check_no_partial_overlap(g, out, "grad_output", "out");
+  const Layout l = layout_of(shape_of(w), axis, "w");
+  const py::array scale = checked_scale(scale_obj, l.channels);
+  py::array_t<float> grad_scale(l.channels);
+  {
+    py::gil_scoped_release release;
+    ulq_weight_backward(in_ptr<float>(w), in_ptr<float>(g), out_ptr<float>(out), l,
+                        in_ptr<float>(scale), r, grad_scale.mutable_data());
+  }
+  return grad_scale;
+}
+
 }  // namespace
 
 void register_ulq(py::module_& m) {
@@ -119,6 +162,10 @@ void register_ulq(py::module_& m) {
   m.def("ulq_backward", &ulq_backward_py, py::arg("grad_output"), py::arg("x"), py::arg("out"),
         py::arg("clip_min"), py::arg("clip_max"), py::arg("axis"), py::arg("fixed_min"),
         py::arg("num_bits"));
+  m.def("ulq_weight_forward", &ulq_weight_forward_py, py::arg("w"), py::arg("out"),
+        py::arg("scale"), py::arg("axis"), py::arg("num_bits"));
+  m.def("ulq_weight_backward", &ulq_weight_backward_py, py::arg("grad_output"), py::arg("w"),
+        py::arg("out"), py::arg("scale"), py::arg("axis"), py::arg("num_bits"));
 }
 
 }  // namespace qatcore::bindings

@@ -1,6 +1,6 @@
-// ULQ backward leaf kernels (SPEC "ULQ"), compiled once per instruction set.
-// The forward is plain fake quantization (kernels/fake_quant.h) with ULQ's
-// scale and zero point.
+// ULQ backward leaf kernels (SPEC "ULQ" and "Weight ULQ"), compiled once per
+// instruction set. The forwards are plain fake quantization (kernels/fake_quant.h)
+// with ULQ's scale and zero point.
 #pragma once
 #include <cstdint>
 
@@ -23,24 +23,44 @@ struct UlqConstArrays {
   const float* cmax;
 };
 
-// Clip-gradient sums of one channel, float64. With d = rint(t) - t:
+// Activation ULQ sums, in this order in every accumulator array. With d = rint(t) - t:
 //   grad_clip_max = gd / L + gup,  grad_clip_min = glo - gd / L.
-struct UlqSums {
-  double gd;   // sum of g * d
-  double gup;  // sum of g where x > hi_e
-  double glo;  // sum of g where x < lo_e
+enum UlqSum { kUlqGd = 0, kUlqGup = 1, kUlqGlo = 2, kUlqSums = 3 };
+
+// One channel's weight-ULQ constants (SPEC "Weight ULQ": scale s, zero point 0).
+struct UlqWeightConst {
+  float inv_scale;  // float32(1) / s
+  float lo_b;       // qmin * s: below it d = qmin
+  float hi_b;       // qmax * s: above it d = qmax
 };
 
+struct UlqWeightConstArrays {
+  const float* inv_scale;
+  const float* lo_b;
+  const float* hi_b;
+};
+
+// Weight ULQ has one sum per channel: sum(g * d).
+constexpr int kUlqWeightSums = 1;
+
+// Every kernel below works on one run of elements with K float64 sums per channel.
+// *_row: the run has constant params; its K sums are added to acc[0..K). Each sum is
+// taken in eight float64 lanes folded in a fixed order, so it is the same at every
+// ISA. *_cols: element i uses the constants of index i (runs along the channel axis)
+// and adds its one term to acc[k][i], in call order.
 struct UlqKernels {
-  // grad_input over one run with constant params, adding the run's sums to *acc.
-  // gx may be g or x (same pointer); no other overlap. The run's own sum is taken
-  // in eight float64 lanes folded in a fixed order, so it is the same at every ISA.
+  // Activations: grad_input into gx (which may be g or x; no other overlap).
   void (*backward_row)(const float* x, const float* g, float* gx, int64_t n, UlqConst c,
-                       UlqSums* acc);
-  // Element c uses the constants and accumulators of index c (runs along the
-  // channel axis); each accumulator adds its one term, in call order.
+                       double* acc);
   void (*backward_cols)(const float* x, const float* g, float* gx, int64_t n, UlqConstArrays c,
-                        double* gd, double* gup, double* glo);
+                        double* const* acc);
+  // Weights: grad_weight = g (straight-through, unmasked) into gw, or nothing
+  // written when gw is null (the caller's grad_weight is g itself).
+  void (*weight_backward_row)(const float* w, const float* g, float* gw, int64_t n,
+                              UlqWeightConst c, float qmin, float qmax, double* acc);
+  void (*weight_backward_cols)(const float* w, const float* g, float* gw, int64_t n,
+                               UlqWeightConstArrays c, float qmin, float qmax,
+                               double* const* acc);
 };
 
 }  // namespace qatcore

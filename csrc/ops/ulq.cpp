@@ -28,7 +28,7 @@ UlqChannel ulq_channel(float clip_min, float clip_max, bool fixed_min, QRange r)
   return {s, r.qmin - static_cast<int32_t>(n_lo), {inv, s * n_lo, s * (n_lo + levels), cmin, cmax}};
 }
 
-// Elements per partial sum in the ULQ backward. Fixed: never derived from the
+// Elements per partial sum in the ULQ backwards. Fixed: never derived from the
 // thread count or the grain, so the float64 sums are the same however the
 // pieces are scheduled.
 constexpr int64_t kUlqBlock = int64_t{1} << 14;
@@ -36,83 +36,74 @@ constexpr int64_t kUlqBlock = int64_t{1} << 14;
 // each with its own per-channel accumulators.
 constexpr int64_t kUlqColGroups = 64;
 
-// Channels along the last axis: per-channel accumulators per group of outer rows.
-void ulq_backward_cols(const float* x, const float* g, float* gx, const Layout& l,
-                       const std::vector<UlqChannel>& ch, std::vector<UlqSums>& total) {
-  const UlqKernels& k = *kernels().ulq;
-  const int64_t channels = l.channels;
-  const auto nc = static_cast<size_t>(channels);
-  std::vector<float> inv(nc), lo_e(nc), hi_e(nc), cmin(nc), cmax(nc);
-  for (size_t c = 0; c < nc; ++c) {
-    inv[c] = ch[c].k.inv_scale;
-    lo_e[c] = ch[c].k.lo_e;
-    hi_e[c] = ch[c].k.hi_e;
-    cmin[c] = ch[c].k.cmin;
-    cmax[c] = ch[c].k.cmax;
-  }
-  const UlqConstArrays arrays{inv.data(), lo_e.data(), hi_e.data(), cmin.data(), cmax.data()};
-  const int64_t groups = std::min(l.outer, kUlqColGroups);
-  std::vector<double> gd(nc * static_cast<size_t>(groups)), gup(gd.size()), glo(gd.size());
-  const int64_t groups_per_chunk =
-      std::max<int64_t>(1, grain() / std::max<int64_t>(1, l.size() / groups));
-  parallel_ranges(groups, groups_per_chunk, [&](int64_t k0, int64_t k1) {
-    for (int64_t grp = k0; grp < k1; ++grp) {
-      const size_t base = static_cast<size_t>(grp) * nc;
-      for (int64_t o = grp * l.outer / groups; o < (grp + 1) * l.outer / groups; ++o) {
-        const int64_t off = o * channels;
-        k.backward_cols(x + off, g + off, gx + off, channels, arrays, &gd[base], &gup[base],
-                        &glo[base]);
+// The fixed-piece float64 summation that both ULQ backwards share: K sums per
+// channel, added into total[c * K + k] (which the caller zeroes) in an order fixed
+// by the layout alone, so the result is bit-identical for every thread count.
+//   row(off, len, c, acc): one run inside channel c's row, adding its K sums to acc[k];
+//   cols(off, len, acc): one run along the channel axis from channel 0 (inner == 1),
+//   adding element i's terms to acc[k][i].
+// Channels as rows of `inner` elements: each channel's elements, in order, are cut
+// into pieces of about kUlqBlock (a block of one long row, or a group of whole
+// short rows), each summed on its own, then added in piece order. Channels along
+// the last axis: per-channel accumulators per group of outer rows, added in group
+// order.
+template <int K, class Row, class Cols>
+void backward_sums(const Layout& l, const Row& row, const Cols& cols, std::vector<double>& total) {
+  constexpr auto nk = static_cast<size_t>(K);
+  const auto nc = static_cast<size_t>(l.channels);
+  if (l.size() == 0) return;
+  if (l.inner == 1 && l.channels > 1) {
+    const int64_t groups = std::min(l.outer, kUlqColGroups);
+    const auto ng = static_cast<size_t>(groups);
+    std::vector<double> sums(nk * ng * nc);  // [k][group][channel]
+    const int64_t groups_per_chunk =
+        std::max<int64_t>(1, grain() / std::max<int64_t>(1, l.size() / groups));
+    parallel_ranges(groups, groups_per_chunk, [&](int64_t k0, int64_t k1) {
+      for (int64_t grp = k0; grp < k1; ++grp) {
+        double* acc[K];
+        for (size_t k = 0; k < nk; ++k) {
+          acc[k] = &sums[(k * ng + static_cast<size_t>(grp)) * nc];
+        }
+        for (int64_t o = grp * l.outer / groups; o < (grp + 1) * l.outer / groups; ++o) {
+          cols(o * l.channels, l.channels, acc);
+        }
+      }
+    });
+    for (size_t grp = 0; grp < ng; ++grp) {
+      for (size_t c = 0; c < nc; ++c) {
+        for (size_t k = 0; k < nk; ++k) total[c * nk + k] += sums[(k * ng + grp) * nc + c];
       }
     }
-  });
-  for (size_t grp = 0; grp < static_cast<size_t>(groups); ++grp) {
-    for (size_t c = 0; c < nc; ++c) {
-      total[c].gd += gd[grp * nc + c];
-      total[c].gup += gup[grp * nc + c];
-      total[c].glo += glo[grp * nc + c];
-    }
+    return;
   }
-}
-
-// Channels as rows of `inner` elements: each channel's elements, in order, are
-// cut into pieces of about kUlqBlock (a block of one long row, or a group of
-// whole short rows), each summed on its own, then added in piece order.
-void ulq_backward_rows(const float* x, const float* g, float* gx, const Layout& l,
-                       const std::vector<UlqChannel>& ch, std::vector<UlqSums>& total) {
-  const UlqKernels& k = *kernels().ulq;
   const bool long_rows = l.inner >= kUlqBlock;
   const int64_t blocks_per_row = (l.inner + kUlqBlock - 1) / kUlqBlock;
   const int64_t rows_per_piece = long_rows ? 1 : kUlqBlock / l.inner;
   const int64_t pieces =
       long_rows ? l.outer * blocks_per_row : (l.outer + rows_per_piece - 1) / rows_per_piece;
-  std::vector<UlqSums> partial(static_cast<size_t>(l.channels * pieces));
+  std::vector<double> partial(static_cast<size_t>(l.channels * pieces) * nk);
   const int64_t piece_elems = long_rows ? kUlqBlock : rows_per_piece * l.inner;
   parallel_ranges(l.channels * pieces, std::max<int64_t>(1, grain() / piece_elems),
                   [&](int64_t t0, int64_t t1) {
                     for (int64_t t = t0; t < t1; ++t) {
                       const int64_t c = t / pieces, p = t % pieces;
-                      const UlqConst kc = ch[static_cast<size_t>(c)].k;
-                      UlqSums& acc = partial[static_cast<size_t>(t)];
+                      double* acc = &partial[static_cast<size_t>(t) * nk];
                       if (long_rows) {
                         const int64_t o = p / blocks_per_row, b = p % blocks_per_row;
                         const int64_t off = (o * l.channels + c) * l.inner + b * kUlqBlock;
-                        const int64_t len = std::min(kUlqBlock, l.inner - b * kUlqBlock);
-                        k.backward_row(x + off, g + off, gx + off, len, kc, &acc);
+                        row(off, std::min(kUlqBlock, l.inner - b * kUlqBlock), c, acc);
                       } else {
                         const int64_t o_end = std::min(l.outer, (p + 1) * rows_per_piece);
                         for (int64_t o = p * rows_per_piece; o < o_end; ++o) {
-                          const int64_t off = (o * l.channels + c) * l.inner;
-                          k.backward_row(x + off, g + off, gx + off, l.inner, kc, &acc);
+                          row((o * l.channels + c) * l.inner, l.inner, c, acc);
                         }
                       }
                     }
                   });
-  for (size_t c = 0; c < static_cast<size_t>(l.channels); ++c) {
-    for (size_t p = 0; p < static_cast<size_t>(pieces); ++p) {
-      const UlqSums& s = partial[c * static_cast<size_t>(pieces) + p];
-      total[c].gd += s.gd;
-      total[c].gup += s.gup;
-      total[c].glo += s.glo;
+  const auto np = static_cast<size_t>(pieces);
+  for (size_t c = 0; c < nc; ++c) {
+    for (size_t p = 0; p < np; ++p) {
+      for (size_t k = 0; k < nk; ++k) total[c * nk + k] += partial[(c * np + p) * nk + k];
     }
   }
 }
@@ -159,21 +150,76 @@ int64_t ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
   std::vector<UlqChannel> ch;
   const int64_t bad = ulq_channels(clip_min, clip_max, l.channels, fixed_min, r, &ch);
   if (bad >= 0) return bad;
-  std::vector<UlqSums> total(nc, UlqSums{0.0, 0.0, 0.0});
-  if (l.size() > 0) {
-    if (l.inner == 1 && l.channels > 1) {
-      ulq_backward_cols(x, g, gx, l, ch, total);
-    } else {
-      ulq_backward_rows(x, g, gx, l, ch, total);
+  const UlqKernels& k = *kernels().ulq;
+  std::vector<float> inv, lo_e, hi_e, cmin, cmax;  // per-channel arrays, for runs along them
+  if (l.inner == 1 && l.channels > 1) {
+    for (const UlqChannel& u : ch) {
+      inv.push_back(u.k.inv_scale);
+      lo_e.push_back(u.k.lo_e);
+      hi_e.push_back(u.k.hi_e);
+      cmin.push_back(u.k.cmin);
+      cmax.push_back(u.k.cmax);
     }
   }
+  const UlqConstArrays arrays{inv.data(), lo_e.data(), hi_e.data(), cmin.data(), cmax.data()};
+  std::vector<double> total(nc * kUlqSums, 0.0);
+  backward_sums<kUlqSums>(
+      l,
+      [&](int64_t off, int64_t len, int64_t c, double* acc) {
+        k.backward_row(x + off, g + off, gx + off, len, ch[static_cast<size_t>(c)].k, acc);
+      },
+      [&](int64_t off, int64_t len, double* const* acc) {
+        k.backward_cols(x + off, g + off, gx + off, len, arrays, acc);
+      },
+      total);
   const auto levels = static_cast<double>(r.qmax - r.qmin);
   for (size_t c = 0; c < nc; ++c) {
-    const double e = total[c].gd / levels;
-    grad_clip_max[c] = static_cast<float>(e + total[c].gup);
-    grad_clip_min[c] = fixed_min ? 0.0f : static_cast<float>(total[c].glo - e);
+    const double* t = &total[c * kUlqSums];
+    const double e = t[kUlqGd] / levels;
+    grad_clip_max[c] = static_cast<float>(e + t[kUlqGup]);
+    grad_clip_min[c] = fixed_min ? 0.0f : static_cast<float>(t[kUlqGlo] - e);
   }
   return -1;
+}
+
+void ulq_weight_forward(const float* w, float* y, const Layout& l, const float* scale, QRange r) {
+  const std::vector<int32_t> zeros(static_cast<size_t>(l.channels), 0);
+  fake_quantize(w, y, l, scale, zeros.data(), r);
+}
+
+void ulq_weight_backward(const float* w, const float* g, float* gw, const Layout& l,
+                         const float* scale, QRange r, float* grad_scale) {
+  const auto nc = static_cast<size_t>(l.channels);
+  const auto qmin = static_cast<float>(r.qmin), qmax = static_cast<float>(r.qmax);
+  std::vector<float> inv(nc), lo_b(nc), hi_b(nc);
+  for (size_t c = 0; c < nc; ++c) {
+    inv[c] = 1.0f / scale[c];
+    lo_b[c] = qmin * scale[c];
+    hi_b[c] = qmax * scale[c];
+  }
+  // grad_weight is g itself: with gw == g there is nothing to write.
+  float* dst = gw == g ? nullptr : gw;
+  const UlqKernels& k = *kernels().ulq;
+  const UlqWeightConstArrays arrays{inv.data(), lo_b.data(), hi_b.data()};
+  std::vector<double> total(nc * kUlqWeightSums, 0.0);
+  backward_sums<kUlqWeightSums>(
+      l,
+      [&](int64_t off, int64_t len, int64_t c, double* acc) {
+        const auto i = static_cast<size_t>(c);
+        k.weight_backward_row(w + off, g + off, dst ? dst + off : nullptr, len,
+                              {inv[i], lo_b[i], hi_b[i]}, qmin, qmax, acc);
+      },
+      [&](int64_t off, int64_t len, double* const* acc) {
+        k.weight_backward_cols(w + off, g + off, dst ? dst + off : nullptr, len, arrays, qmin,
+                               qmax, acc);
+      },
+      total);
+  // SPEC "Weight ULQ": the sum over sqrt(N * qmax), N the elements of one channel.
+  const auto per_channel = static_cast<double>(l.outer * l.inner);
+  const double norm = std::sqrt(per_channel * static_cast<double>(r.qmax));
+  for (size_t c = 0; c < nc; ++c) {
+    grad_scale[c] = per_channel > 0 ? static_cast<float>(total[c] / norm) : 0.0f;
+  }
 }
 
 }  // namespace qatcore

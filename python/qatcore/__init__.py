@@ -32,7 +32,17 @@ from .fake_quant import EPS, QuantParams, dequantize, fake_quantize, qrange, qua
 from .histogram import Histogram
 from .ifmr import IfmrResult, ifmr
 from .quantizers import ActivationQuantizer, WeightGrads, WeightQuantizer, WeightScheme
-from .ulq import UlqForward, UlqGrads, ulq_backward, ulq_forward, ulq_params
+from .ulq import (
+    UlqForward,
+    UlqGrads,
+    UlqWeightForward,
+    UlqWeightGrads,
+    ulq_backward,
+    ulq_forward,
+    ulq_params,
+    ulq_weight_backward,
+    ulq_weight_forward,
+)
 
 __all__ = [
     "EPS",
@@ -52,6 +62,8 @@ __all__ = [
     "RetrainWeightConfig",
     "UlqForward",
     "UlqGrads",
+    "UlqWeightForward",
+    "UlqWeightGrads",
     "WeightGrads",
     "WeightQuantizer",
     "WeightScheme",
@@ -72,6 +84,8 @@ __all__ = [
     "ulq_backward",
     "ulq_forward",
     "ulq_params",
+    "ulq_weight_backward",
+    "ulq_weight_forward",
     "use_backend",
 ]
 

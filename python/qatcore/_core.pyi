@@ -74,6 +74,21 @@ def ulq_backward(
     fixed_min: bool,
     num_bits: int,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]: ...
+def ulq_weight_forward(
+    w: NDArray[np.float32],
+    out: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    axis: int | None,
+    num_bits: int,
+) -> None: ...
+def ulq_weight_backward(
+    grad_output: NDArray[np.float32],
+    w: NDArray[np.float32],
+    out: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    axis: int | None,
+    num_bits: int,
+) -> NDArray[np.float32]: ...
 def minmax(x: NDArray[np.float32]) -> tuple[float, float, bool]: ...
 def histogram_add(
     x: NDArray[np.float32], counts: NDArray[np.int64], inv_width: float, offset: float

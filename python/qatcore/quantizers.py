@@ -2,9 +2,10 @@
 
 NumPy in and out. ``ActivationQuantizer`` is a ``Calibrator`` plus the clips it
 starts, which the caller then trains; ``WeightQuantizer`` is a ``WeightScheme``
-(which weight algorithm applies, and its steps given the clips) plus, under ULQ,
-the clips. ``qatcore.torch`` uses the same ``Calibrator`` and ``WeightScheme`` with
-the clips as ``nn.Parameter``s, so every piece of state has one owner.
+(which weight algorithm applies, and its steps given the scale) plus, under ULQ,
+the learned weight scale. ``qatcore.torch`` uses the same ``Calibrator`` and
+``WeightScheme`` with the clips and the scale as ``nn.Parameter``s, so every piece of
+state has one owner.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ from ._arrays import F32, as_float32, check_native_int
 from .arq import arq, arq_params
 from .calibration import Calibrator
 from .config import RetrainDataConfig, RetrainWeightConfig
-from .fake_quant import QuantParams
+from .fake_quant import EPS, QuantParams
 from .ifmr import IfmrResult
-from .ulq import UlqGrads, ulq_backward, ulq_forward, ulq_params
+from .ulq import (
+    UlqGrads,
+    ulq_backward,
+    ulq_forward,
+    ulq_params,
+    ulq_weight_backward,
+    ulq_weight_forward,
+)
 
 __all__ = ["ActivationQuantizer", "WeightGrads", "WeightQuantizer", "WeightScheme"]
 
@@ -182,22 +190,24 @@ def _state_clip(value: object, path: str) -> float:
 
 @dataclass(frozen=True, eq=False)
 class WeightGrads:
-    """``grad_weight``; for ULQ also the clips' gradients (None under ARQ)."""
+    """``grad_weight``; under ULQ also the scale's gradient (None under ARQ)."""
 
     grad_weight: F32
-    grad_clip_min: F32 | None
-    grad_clip_max: F32 | None
+    grad_scale: F32 | None
 
 
 @dataclass(frozen=True)
 class WeightScheme:
-    """Which weight algorithm applies to a layer, and its steps given the clips.
+    """Which weight algorithm applies to a layer, and its steps given the scale.
 
     The one place that reads ``weights_retrain_algo`` and ``channel_wise``: ARQ
     (``arq_retrain``) recomputes symmetric scales from the weights at every forward and
-    has no state; ULQ (``ulq_quantize``) learns ``clips``, a ``(clip_min, clip_max)``
-    pair of float32 arrays (0-d per tensor, one entry per channel along ``axis``) that
-    start from the weights' ARQ range. The scheme holds no clips: its caller does.
+    has no state; ULQ (``ulq_quantize``) learns the symmetric ``scale`` itself (SPEC
+    "Weight ULQ": a float32 array, 0-d per tensor or one entry per channel along
+    ``axis``, zero point always 0) starting from the weights' ARQ scale. The scheme
+    holds no scale: its caller does. Every step uses ``usable_scale(scale)``: a scale
+    the optimizer pushed below ``min_scale`` (zero and negative ones included) counts
+    as ``min_scale``, a non-finite one is a ``ValueError``.
     """
 
     config: RetrainWeightConfig
@@ -217,49 +227,62 @@ class WeightScheme:
         return self.config.num_bits
 
     @property
-    def learns_clips(self) -> bool:
-        return self.algorithm == "ulq_quantize"
+    def learns_scale(self) -> bool:
+        return self.algorithm == "ulq_quantize"  # the config reads AMCT's ulq_retrain as it
 
     @property
-    def clip_axis(self) -> int | None:
-        """The axis the clips run along (None: one pair for the whole tensor)."""
+    def scale_axis(self) -> int | None:
+        """The axis the scale runs along (None: one scale for the whole tensor)."""
         return self.axis if self.config.channel_wise else None
 
-    def clip_shape(self, channels: int) -> tuple[int, ...]:
+    def scale_shape(self, channels: int) -> tuple[int, ...]:
         return (channels,) if self.config.channel_wise else ()
 
-    def initial_clips(self, w: ArrayLike) -> tuple[F32, F32]:
-        """ULQ's starting clips: the ARQ range ``[s * qmin, s * qmax]`` of ``w``."""
-        p = arq_params(
-            w, channel_wise=self.config.channel_wise, axis=self.axis, num_bits=self.num_bits
-        )
-        # np.asarray: a 0-d scale times a scalar is a NumPy scalar, not an array.
-        return (
-            np.asarray(p.scale * np.float32(p.qmin), dtype=np.float32),
-            np.asarray(p.scale * np.float32(p.qmax), dtype=np.float32),
+    @property
+    def min_scale(self) -> float:
+        """The smallest scale a step uses (SPEC "Weight ULQ"): EPS, ARQ's own floor."""
+        return float(EPS)
+
+    def usable_scale(self, scale: ArrayLike, name: str = "scale") -> F32:
+        """``scale`` as the float32 array a step uses: values below ``min_scale`` raised to
+        it; NaN or infinity is a ``ValueError`` naming ``name``."""
+        arr = as_float32(scale, name)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: expected finite values, got {arr.tolist()}")
+        return np.maximum(arr, np.float32(EPS)).astype(np.float32)
+
+    def initial_scale(self, w: ArrayLike) -> F32:
+        """ULQ's starting scale: the ARQ scale of ``w`` (0-d per tensor, else one per channel)."""
+        return np.array(
+            arq_params(
+                w, channel_wise=self.config.channel_wise, axis=self.axis, num_bits=self.num_bits
+            ).scale
         )
 
-    def _need_clips(self, clips: tuple[F32, F32] | None, what: str) -> tuple[F32, F32]:
-        if clips is None:
-            raise RuntimeError(f"{what}: ULQ weights need their clips (initial_clips(w))")
-        return clips
+    def _need_scale(self, scale: ArrayLike | None, what: str) -> F32:
+        if scale is None:
+            raise RuntimeError(f"{what}: ULQ weights need their scale (initial_scale(w))")
+        return self.usable_scale(scale)
 
-    def params(self, w: ArrayLike, clips: tuple[F32, F32] | None = None) -> QuantParams:
-        """The scale and zero point the weights are quantized with."""
-        if not self.learns_clips:
+    def params(self, w: ArrayLike, scale: ArrayLike | None = None) -> QuantParams:
+        """The scale and zero point (0) the weights are quantized with."""
+        if not self.learns_scale:
             return arq_params(
                 w, channel_wise=self.config.channel_wise, axis=self.axis, num_bits=self.num_bits
             )
-        lo, hi = self._need_clips(clips, "params")
-        return ulq_params(lo, hi, num_bits=self.num_bits, axis=self.clip_axis)
+        s = self._need_scale(scale, "params")
+        axis = self.scale_axis
+        if axis is not None:
+            axis %= max(1, np.ndim(w))
+        return QuantParams(s, np.zeros(s.shape, np.int32), self.num_bits, axis)
 
     def forward(
         self,
         w: ArrayLike,
-        clips: tuple[F32, F32] | None = None,
+        scale: ArrayLike | None = None,
         out: NDArray[np.float32] | None = None,
     ) -> F32:
-        if not self.learns_clips:
+        if not self.learns_scale:
             return arq(
                 w,
                 channel_wise=self.config.channel_wise,
@@ -267,41 +290,59 @@ class WeightScheme:
                 num_bits=self.num_bits,
                 out=out,
             ).output
-        lo, hi = self._need_clips(clips, "forward")
-        return ulq_forward(w, lo, hi, num_bits=self.num_bits, axis=self.clip_axis, out=out).output
+        s = self._need_scale(scale, "forward")
+        return ulq_weight_forward(
+            w, s, num_bits=self.num_bits, axis=self.scale_axis, out=out
+        ).output
 
     def backward(
         self,
         grad: ArrayLike,
         w: ArrayLike,
-        clips: tuple[F32, F32] | None = None,
+        scale: ArrayLike | None = None,
         out: NDArray[np.float32] | None = None,
     ) -> WeightGrads:
-        if not self.learns_clips:  # straight-through: the scales get no gradient
+        if not self.learns_scale:  # straight-through: the scales get no gradient
             g = as_float32(grad, "grad")
             if np.shape(w) != g.shape:
                 raise ValueError(f"grad: expected the shape of w {np.shape(w)}, got {g.shape}")
             if out is not None:
                 np.copyto(out, g)
                 g = out
-            return WeightGrads(g, None, None)
-        lo, hi = self._need_clips(clips, "backward")
-        r = ulq_backward(grad, w, lo, hi, num_bits=self.num_bits, axis=self.clip_axis, out=out)
-        return WeightGrads(r.grad_input, r.grad_clip_min, r.grad_clip_max)
+            return WeightGrads(g, None)
+        s = self._need_scale(scale, "backward")
+        r = ulq_weight_backward(grad, w, s, num_bits=self.num_bits, axis=self.scale_axis, out=out)
+        return WeightGrads(r.grad_weight, r.grad_scale)
+
+
+#: The state keys of the asymmetric weight ULQ before SPEC "Weight ULQ" (refused on load).
+OLD_WEIGHT_STATE_KEYS = ("clip_min", "clip_max")
+
+
+def old_weight_state_error(key: str) -> ValueError:
+    """The error for a checkpoint entry ``key`` of the old asymmetric weight ULQ state."""
+    return ValueError(
+        f"{key}: this is the asymmetric weight state (learned clip_min/clip_max) of an "
+        "earlier qatcore; weight ULQ now learns one symmetric scale with zero point 0 "
+        "(SPEC 'Weight ULQ') and the clips are not converted. Start the weight "
+        "quantizers afresh from the weights (drop the clip_min/clip_max entries) or "
+        "load the checkpoint with the qatcore that wrote it"
+    )
 
 
 class WeightQuantizer:
     """Weights through ARQ (``arq_retrain``) or ULQ (``ulq_quantize``), per ``channel_wise``.
 
-    A ``WeightScheme`` (``self.scheme``) plus, under ULQ, the clips: they start from
-    the weights' ARQ range at the first forward (or ``initialize(w)``) and are learned
-    afterwards. ARQ's backward is the straight-through estimator.
+    A ``WeightScheme`` (``self.scheme``) plus, under ULQ, the learnable symmetric scale:
+    it starts from the weights' ARQ scale at the first forward (or ``initialize(w)``)
+    and is learned afterwards; values set below ``scheme.min_scale`` are stored as it.
+    ARQ's backward is the straight-through estimator.
     """
 
     def __init__(self, weight_config: RetrainWeightConfig | None = None, *, axis: int = 0) -> None:
         config = RetrainWeightConfig() if weight_config is None else weight_config
         self.scheme = WeightScheme(config, axis)
-        self._clips: tuple[F32, F32] | None = None
+        self._scale: F32 | None = None
 
     @property
     def config(self) -> RetrainWeightConfig:
@@ -320,96 +361,75 @@ class WeightQuantizer:
         return self.scheme.algorithm
 
     def initialize(self, w: ArrayLike) -> None:
-        """ULQ: set the clips to the ARQ range of ``w`` ([s * qmin, s * qmax] per channel)."""
-        self._clips = self.scheme.initial_clips(w)
+        """ULQ: set the scale to the ARQ scale of ``w`` (per channel, or per tensor)."""
+        self._scale = self.scheme.initial_scale(w)
 
     @property
-    def clip_min(self) -> F32 | None:
-        return None if self._clips is None else self._clips[0].copy()
+    def scale(self) -> F32 | None:
+        return None if self._scale is None else self._scale.copy()
 
-    @clip_min.setter
-    def clip_min(self, value: ArrayLike) -> None:
-        self._clips = (self._checked_clip(value, "clip_min"), self._initialized("clip_min")[1])
-
-    @property
-    def clip_max(self) -> F32 | None:
-        return None if self._clips is None else self._clips[1].copy()
-
-    @clip_max.setter
-    def clip_max(self, value: ArrayLike) -> None:
-        self._clips = (self._initialized("clip_max")[0], self._checked_clip(value, "clip_max"))
-
-    def _initialized(self, name: str) -> tuple[F32, F32]:
-        if not self.scheme.learns_clips:
-            raise RuntimeError(f"{name}: ARQ has no clips (weights_retrain_algo='arq_retrain')")
-        if self._clips is None:
-            raise RuntimeError(f"{name}: not initialised; call initialize(w) or forward(w) first")
-        return self._clips
-
-    def _checked_clip(self, value: ArrayLike, name: str) -> F32:
-        shape = self._initialized(name)[0].shape
-        arr = as_float32(value, name)
-        if arr.shape != shape:
-            raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name}: expected finite values")
-        return arr.astype(np.float32, copy=True)
+    @scale.setter
+    def scale(self, value: ArrayLike) -> None:
+        if not self.scheme.learns_scale:
+            raise RuntimeError(
+                "scale: ARQ has no learned scale (weights_retrain_algo='arq_retrain')"
+            )
+        if self._scale is None:
+            raise RuntimeError("scale: not initialised; call initialize(w) or forward(w) first")
+        arr = as_float32(value, "scale")
+        if arr.shape != self._scale.shape:
+            raise ValueError(f"scale: expected shape {self._scale.shape}, got {arr.shape}")
+        self._scale = self.scheme.usable_scale(arr)
 
     def forward(self, w: ArrayLike, out: NDArray[np.float32] | None = None) -> F32:
-        if self.scheme.learns_clips and self._clips is None:
+        if self.scheme.learns_scale and self._scale is None:
             self.initialize(w)
-        return self.scheme.forward(w, self._clips, out)
+        return self.scheme.forward(w, self._scale, out)
 
     def backward(
         self, grad: ArrayLike, w: ArrayLike, out: NDArray[np.float32] | None = None
     ) -> WeightGrads:
-        if self.scheme.learns_clips and self._clips is None:
-            raise RuntimeError("backward: call forward(w) first (it initialises the clips)")
-        return self.scheme.backward(grad, w, self._clips, out)
+        if self.scheme.learns_scale and self._scale is None:
+            raise RuntimeError("backward: call forward(w) first (it initialises the scale)")
+        return self.scheme.backward(grad, w, self._scale, out)
 
     def state_dict(self) -> dict[str, Any]:
-        clips = self._clips
-        return {
-            "clip_min": None if clips is None else clips[0].tolist(),
-            "clip_max": None if clips is None else clips[1].tolist(),
-        }
+        return {"scale": None if self._scale is None else self._scale.tolist()}
 
     def load_state_dict(self, state: Any, *, path: str = "state") -> None:
         """Restore ``state_dict()``; a bad entry raises ``ValueError`` naming its path, and
-        nothing changes. Clips must have the shape of this quantizer's (one per channel
-        along ``axis`` when ``channel_wise``, else a scalar)."""
-        if not isinstance(state, dict) or set(state) != {"clip_min", "clip_max"}:
+        nothing changes. The scale must have the shape of this quantizer's (one per
+        channel along ``axis`` when ``channel_wise``, else a scalar). The clips of the
+        earlier asymmetric weight ULQ are refused, not converted."""
+        if isinstance(state, dict):
+            for key in OLD_WEIGHT_STATE_KEYS:
+                if key in state:
+                    raise old_weight_state_error(f"{path}[{key!r}]")
+        if not isinstance(state, dict) or set(state) != {"scale"}:
             raise ValueError(
-                f"{path}: expected a dict with the keys clip_min, clip_max, "
+                f"{path}: expected a dict with the key scale, "
                 f"got {sorted(state) if isinstance(state, dict) else type(state).__name__}"
             )
-        lo, hi = state["clip_min"], state["clip_max"]
-        if lo is None and hi is None:
-            self._clips = None
+        value, where = state["scale"], f"{path}['scale']"
+        if value is None:
+            self._scale = None
             return
-        if not self.scheme.learns_clips:
-            raise ValueError(f"{path}: clips given for an ARQ quantizer (expected None)")
-        arrays = []
-        for key, value in (("clip_min", lo), ("clip_max", hi)):
-            where = f"{path}[{key!r}]"
-            try:
-                arr = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: expected numbers, got {value!r}") from None
-            want_ndim = 1 if self.config.channel_wise else 0
-            if arr.ndim != want_ndim:
-                raise ValueError(
-                    f"{where}: expected {'one value per channel' if want_ndim else 'a scalar'} "
-                    f"(channel_wise={self.config.channel_wise}), got shape {arr.shape}"
-                )
-            if self._clips is not None and arr.shape != self._clips[0].shape:
-                raise ValueError(
-                    f"{where}: expected {self._clips[0].shape} (this layer's channels), "
-                    f"got shape {arr.shape}"
-                )
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{where}: expected finite values")
-            arrays.append(arr.astype(np.float32))
-        if arrays[0].shape != arrays[1].shape:
-            raise ValueError(f"{path}: clip_min and clip_max have different shapes")
-        self._clips = (arrays[0], arrays[1])
+        if not self.scheme.learns_scale:
+            raise ValueError(f"{where}: a scale given for an ARQ quantizer (expected None)")
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected numbers, got {value!r}") from None
+        want_ndim = 1 if self.config.channel_wise else 0
+        if arr.ndim != want_ndim:
+            raise ValueError(
+                f"{where}: expected {'one value per channel' if want_ndim else 'a scalar'} "
+                f"(channel_wise={self.config.channel_wise}), got shape {arr.shape}"
+            )
+        if self._scale is not None and arr.shape != self._scale.shape:
+            raise ValueError(
+                f"{where}: expected {self._scale.shape} (this layer's channels), "
+                f"got shape {arr.shape}"
+            )
+        with np.errstate(over="ignore"):
+            self._scale = self.scheme.usable_scale(arr.astype(np.float32), where)

@@ -1,4 +1,6 @@
-"""ULQ: learnable-clip fake quantization, forward and backward (SPEC "ULQ", ``ulq_quantize``)."""
+"""ULQ: learnable-clip fake quantization of activations (SPEC "ULQ"), and weight ULQ, a
+learnable symmetric scale with zero point 0 (SPEC "Weight ULQ", ``ulq_quantize`` on
+weights); forward and backward of both."""
 
 from __future__ import annotations
 
@@ -20,7 +22,17 @@ from ._arrays import (
 )
 from .fake_quant import QuantParams
 
-__all__ = ["UlqForward", "UlqGrads", "ulq_backward", "ulq_forward", "ulq_params"]
+__all__ = [
+    "UlqForward",
+    "UlqGrads",
+    "UlqWeightForward",
+    "UlqWeightGrads",
+    "ulq_backward",
+    "ulq_forward",
+    "ulq_params",
+    "ulq_weight_backward",
+    "ulq_weight_forward",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,8 +52,24 @@ class UlqGrads:
     grad_clip_max: F32
 
 
-def _clip(value: ArrayLike, name: str, per_tensor: bool) -> F32:
-    """A clip as a C-contiguous float32 array for ``_core``: a number per tensor
+@dataclass(frozen=True, eq=False)
+class UlqWeightForward:
+    """``output``: the fake-quantized weights; ``params``: the scale and zero point 0."""
+
+    output: F32
+    params: QuantParams
+
+
+@dataclass(frozen=True, eq=False)
+class UlqWeightGrads:
+    """``grad_weight`` (shape of w) and ``grad_scale`` (shape of the scale)."""
+
+    grad_weight: F32
+    grad_scale: F32
+
+
+def _per_channel(value: ArrayLike, name: str, per_tensor: bool) -> F32:
+    """A clip or scale as a C-contiguous float32 array for ``_core``: a number per tensor
     becomes shape (1,); per channel, ``_core`` checks the shape (1-d, one per channel)."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
@@ -61,7 +89,10 @@ def _clip(value: ArrayLike, name: str, per_tensor: bool) -> F32:
 
 
 def _clips(clip_min: ArrayLike, clip_max: ArrayLike, per_tensor: bool) -> tuple[F32, F32]:
-    return _clip(clip_min, "clip_min", per_tensor), _clip(clip_max, "clip_max", per_tensor)
+    return (
+        _per_channel(clip_min, "clip_min", per_tensor),
+        _per_channel(clip_max, "clip_max", per_tensor),
+    )
 
 
 def _params(scale: F32, zero_point: NDArray[np.int32], bits: int, axis: int | None) -> QuantParams:
@@ -156,4 +187,65 @@ def ulq_backward(
         grad_input=deliver(out, dst),
         grad_clip_min=grad_min.reshape(shape),
         grad_clip_max=grad_max.reshape(shape),
+    )
+
+
+def _prepare_weight(
+    w: ArrayLike, scale: ArrayLike, num_bits: object, axis: object
+) -> tuple[F32, F32, int, int | None]:
+    """Converted arguments of ulq_weight_forward/ulq_weight_backward (``_core`` checks
+    their values)."""
+    bits = check_native_int(num_bits, "num_bits")
+    src = c_contiguous(as_float32(w, "w"))
+    ax = None if axis is None else check_native_int(axis, "axis")
+    return src, _per_channel(scale, "scale", per_tensor=ax is None), bits, ax
+
+
+def ulq_weight_forward(
+    w: ArrayLike,
+    scale: ArrayLike,
+    *,
+    num_bits: int = 8,
+    axis: int | None = None,
+    out: NDArray[np.float32] | None = None,
+) -> UlqWeightForward:
+    """Weight ULQ forward: ``w`` fake-quantized with the learnable symmetric ``scale`` and
+    zero point 0, bit-identical to ARQ's output for the same scale.
+
+    ``scale`` is a number (per tensor, ``axis=None``) or a 1-d array of one positive
+    value per channel along ``axis``. ``out`` may be ``w``. NaN propagates.
+    """
+    src, s, bits, ax = _prepare_weight(w, scale, num_bits, axis)
+    dst = destination(out, src, np.dtype(np.float32))
+    _core.ulq_weight_forward(src, dst, s, ax, bits)
+    axis_index = None if ax is None else ax % src.ndim  # valid: _core accepted it
+    params = _params(s, np.zeros(s.shape, np.int32), bits, axis_index)
+    return UlqWeightForward(output=deliver(out, dst), params=params)
+
+
+def ulq_weight_backward(
+    grad_output: ArrayLike,
+    w: ArrayLike,
+    scale: ArrayLike,
+    *,
+    num_bits: int = 8,
+    axis: int | None = None,
+    out: NDArray[np.float32] | None = None,
+) -> UlqWeightGrads:
+    """Gradients of weight ULQ with respect to ``w`` and the scale, in one fused pass.
+
+    ``grad_weight`` is ``grad_output`` unmasked (straight-through, as AMCT); the scale
+    gradient of each channel (or of the tensor) is ``sum(g * d) / sqrt(N * qmax)``, a
+    float64 sum returned as float32, bit-identical for any thread count and ISA level
+    (SPEC "Weight ULQ"). ``out`` receives ``grad_weight``: pass ``out=grad_output`` to
+    skip the copy (nothing is written then). A NaN in ``w`` or ``grad_output`` makes
+    the scale gradient NaN.
+    """
+    src, s, bits, ax = _prepare_weight(w, scale, num_bits, axis)
+    g = c_contiguous(as_float32(grad_output, "grad_output"))
+    dst = destination(out, (src, g), np.dtype(np.float32))
+    grad_scale = _core.ulq_weight_backward(g, src, dst, s, ax, bits)
+    return UlqWeightGrads(
+        grad_weight=deliver(out, dst),
+        grad_scale=grad_scale.reshape(() if ax is None else grad_scale.shape),
     )

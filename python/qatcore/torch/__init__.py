@@ -28,10 +28,13 @@ from ._export import Int8Layer, export_int8, quantized_layers
 from ._functions import (
     ArqFunction,
     UlqFunction,
+    UlqWeightFunction,
     arq_fake_quant,
     portable_fake_quant,
     portable_ulq_backward,
+    portable_ulq_weight_backward,
     ulq_fake_quant,
+    ulq_weight_fake_quant,
 )
 from ._modules import (
     QUANTIZED,
@@ -66,15 +69,18 @@ __all__ = [
     "QuantConv2d",
     "QuantLinear",
     "UlqFunction",
+    "UlqWeightFunction",
     "WeightFakeQuant",
     "arq_fake_quant",
     "export_int8",
     "export_onnx",
     "portable_fake_quant",
     "portable_ulq_backward",
+    "portable_ulq_weight_backward",
     "prepare_qat",
     "quantizable_layers",
     "quantized_layers",
     "to_amct_json",
     "ulq_fake_quant",
+    "ulq_weight_fake_quant",
 ]

@@ -29,7 +29,9 @@ class Int8Layer:
     padding, ...) is that layer's. ``weight_codes`` are ``qatcore.quantize(weight,
     weight_params)`` in the weight's shape (per output channel along axis 0, axis 1 for
     ``ConvTranspose2d``, or per tensor, as trained), int8 also for INT4 weights (codes in
-    the 4-bit range, ``weight_params.num_bits`` says so);
+    the 4-bit range, ``weight_params.num_bits`` says so); ``weight_params`` are
+    symmetric, zero point 0, under every weight algorithm (ARQ's scales, or ULQ's
+    learned ones);
     ``input_params`` are the ULQ scale and zero point of the learned input clips
     ``input_clip_min``/``input_clip_max``. ``bias`` stays float32 (``None`` without
     one). The arrays are read-only copies.

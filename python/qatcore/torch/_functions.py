@@ -1,4 +1,5 @@
-"""Autograd functions for ARQ and ULQ, on the qatcore kernels or in portable PyTorch.
+"""Autograd functions for ARQ, ULQ and weight ULQ, on the qatcore kernels or in portable
+PyTorch.
 
 CPU float32 tensors go to the kernels without a copy (``Tensor.numpy()`` shares
 the memory; outputs come from ``torch.empty_like``). Tensors on other devices
@@ -8,6 +9,7 @@ against the kernels on CPU.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -118,6 +120,26 @@ def portable_ulq_backward(
     return grad_x, grad_min.reshape(clip_min.shape), grad_max.reshape(clip_max.shape)
 
 
+def portable_ulq_weight_backward(
+    g: torch.Tensor, w: torch.Tensor, scale: torch.Tensor, num_bits: int, axis: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SPEC "Weight ULQ" backward: grad_weight = g (unmasked), and per channel (or for the
+    tensor) sum(g * d) / sqrt(N * qmax), d = rint(t) - t inside, qmin below, qmax above."""
+    qmin, qmax = qrange(num_bits)
+    s = _along(scale.detach().to(torch.float32), axis, w.ndim)
+    t = w * (1.0 / s)
+    d = torch.round(t) - t
+    d = torch.where(w > qmax * s, torch.full_like(d, qmax), d)
+    d = torch.where(w < qmin * s, torch.full_like(d, qmin), d)
+    terms = g.double() * d.double()
+    dims = list(range(w.ndim)) if axis is None else [k for k in range(w.ndim) if k != axis]
+    if dims:  # sum(dim=[]) would reduce everything
+        terms = terms.sum(dim=dims)
+    n = w.numel() if axis is None else w.numel() // max(1, w.shape[axis])
+    grad_s = terms / math.sqrt(n * qmax) if n else torch.zeros_like(terms)
+    return g, grad_s.float().reshape(scale.shape)
+
+
 # ---- autograd ------------------------------------------------------------------------------
 
 
@@ -205,6 +227,42 @@ class UlqFunction(torch.autograd.Function):
         return gx, gmin, gmax, None, None, None
 
 
+class UlqWeightFunction(torch.autograd.Function):
+    """Weight ULQ: fake quantization with a learnable symmetric scale and zero point 0
+    (``scale``: 0-d, or 1-d along ``axis``); the weight gradient passes unmasked."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, w: torch.Tensor, scale: torch.Tensor, num_bits: int, axis: int | None
+    ) -> torch.Tensor:
+        ctx.save_for_backward(w, scale)
+        ctx.options = (num_bits, axis)
+        if _on_kernels(w, scale):
+            out = torch.empty_like(w, memory_format=torch.contiguous_format)
+            qatcore.ulq_weight_forward(
+                _np(w), _np(scale), num_bits=num_bits, axis=axis, out=out.numpy()
+            )
+            return out
+        s = scale.detach().reshape(-1)
+        return portable_fake_quant(w, s, torch.zeros_like(s), num_bits, axis)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        w, scale = ctx.saved_tensors
+        num_bits, axis = ctx.options
+        if _on_kernels(grad, w, scale):
+            g = grad.contiguous()
+            g_np = g.detach().numpy()
+            # out=grad_output: grad_weight is the incoming gradient itself, not a copy.
+            r = qatcore.ulq_weight_backward(
+                g_np, _np(w), _np(scale), num_bits=num_bits, axis=axis, out=g_np
+            )
+            grad_scale = torch.from_numpy(np.ascontiguousarray(r.grad_scale))
+            return g, grad_scale.reshape(scale.shape), None, None
+        gw, grad_scale = portable_ulq_weight_backward(grad, w, scale, num_bits, axis)
+        return gw, grad_scale, None, None
+
+
 def arq_fake_quant(
     w: torch.Tensor, *, channel_wise: bool = True, axis: int = 0, num_bits: int = 8
 ) -> torch.Tensor:
@@ -228,3 +286,9 @@ def ulq_fake_quant(
         num_bits,
         axis,
     )
+
+
+def ulq_weight_fake_quant(
+    w: torch.Tensor, scale: torch.Tensor, *, num_bits: int = 8, axis: int | None = None
+) -> torch.Tensor:
+    return UlqWeightFunction.apply(w, scale, num_bits, axis)

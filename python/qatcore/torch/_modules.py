@@ -24,7 +24,7 @@ from qatcore.config import (
     RetrainWeightConfig,
 )
 
-from ._functions import arq_fake_quant, ulq_fake_quant
+from ._functions import arq_fake_quant, ulq_fake_quant, ulq_weight_fake_quant
 
 
 def _to_torch_state(state: Any) -> Any:
@@ -44,9 +44,15 @@ def _to_numpy_state(state: Any) -> Any:
     return state
 
 
-def _check_clip_entries(module: nn.Module, state_dict: dict[str, Any], prefix: str) -> None:
-    """Refuse non-finite clips, or clips of another shape, before anything is loaded."""
-    for name in ("clip_min", "clip_max"):
+def _check_clip_entries(
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    names: tuple[str, ...] = ("clip_min", "clip_max"),
+) -> None:
+    """Refuse non-finite clips (or scales), or ones of another shape, before anything is
+    loaded."""
+    for name in names:
         key = prefix + name
         value = state_dict.get(key)
         if value is None:
@@ -187,56 +193,73 @@ class ActivationFakeQuant(nn.Module):
 class WeightFakeQuant(nn.Module):
     """Weights through ARQ or ULQ, as the layer's ``WeightScheme`` decides.
 
-    Under ULQ the clips are ``nn.Parameter``s (one pair per output channel, or per
-    tensor) that start from the weights' ARQ range at the first forward.
+    Under ULQ the symmetric ``scale`` is an ``nn.Parameter`` (one per channel along the
+    scheme's ``axis``, or one per tensor) that starts from the weights' ARQ scale at the
+    first forward; the zero point is always 0. A scale that the optimizer pushed below
+    ``scheme.min_scale`` counts as it (SPEC "Weight ULQ"): a train() forward raises the
+    parameter in place, an eval() forward leaves it. A non-finite one is a ``ValueError``.
     """
 
-    clip_min: nn.Parameter
-    clip_max: nn.Parameter
+    scale: nn.Parameter
     initialized: torch.Tensor
 
     def __init__(self, weight_config: RetrainWeightConfig, channels: int, *, axis: int = 0) -> None:
         super().__init__()
         self.scheme = qatcore.WeightScheme(weight_config, axis)
-        if self.scheme.learns_clips:
-            shape = self.scheme.clip_shape(channels)
-            self.clip_min = nn.Parameter(torch.zeros(shape))
-            self.clip_max = nn.Parameter(torch.ones(shape))
+        if self.scheme.learns_scale:
+            self.scale = nn.Parameter(torch.ones(self.scheme.scale_shape(channels)))
             self.register_buffer("initialized", torch.tensor(False))
 
     @property
     def num_bits(self) -> int:
         return self.scheme.num_bits
 
-    def _clips(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.clip_min.detach().cpu().numpy(), self.clip_max.detach().cpu().numpy()
+    def _usable_scale(self) -> torch.Tensor:
+        """The scale this forward uses: at least ``scheme.min_scale``. In train() mode a
+        scale the optimizer pushed lower is raised in place (projected), so the parameter
+        is what the step used; in eval() mode the module's state is left as it is."""
+        scale, low = self.scale, self.scheme.min_scale
+        with torch.no_grad():
+            if bool((scale >= low).all()):  # one device sync; NaN fails it too
+                return scale
+            if not bool(torch.isfinite(scale).all()):
+                raise ValueError(
+                    f"weight_quant.scale: expected finite values, got {scale.tolist()} "
+                    "(did training diverge?)"
+                )
+            if self.training:
+                scale.clamp_(min=low)
+                return scale
+        return scale.clamp(min=low)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         scheme = self.scheme
-        if not scheme.learns_clips:
+        if not scheme.learns_scale:
             return arq_fake_quant(
                 w, channel_wise=scheme.config.channel_wise, axis=scheme.axis, num_bits=self.num_bits
             )
-        if not bool(self.initialized):  # clips start from the weights' ARQ range
-            lo, hi = scheme.initial_clips(w.detach().to("cpu", torch.float32).numpy())
+        if not bool(self.initialized):  # the scale starts as the weights' ARQ scale
+            s = scheme.initial_scale(w.detach().to("cpu", torch.float32).numpy())
             with torch.no_grad():
-                self.clip_min.copy_(torch.from_numpy(lo).reshape(self.clip_min.shape))
-                self.clip_max.copy_(torch.from_numpy(hi).reshape(self.clip_max.shape))
+                self.scale.copy_(torch.from_numpy(s).reshape(self.scale.shape))
                 self.initialized.fill_(True)
-        return ulq_fake_quant(
-            w, self.clip_min, self.clip_max, num_bits=self.num_bits, axis=scheme.clip_axis
-        )
+        scale = self._usable_scale()
+        return ulq_weight_fake_quant(w, scale, num_bits=self.num_bits, axis=scheme.scale_axis)
 
     def params(self, w: torch.Tensor) -> qatcore.QuantParams:
-        """The scale and zero point the weights are quantized with now."""
-        clips = self._clips() if self.scheme.learns_clips else None
-        return self.scheme.params(w.detach().cpu().float().numpy(), clips)
+        """The scale and zero point (always 0) the weights are quantized with now."""
+        scale = self.scale.detach().cpu().numpy() if self.scheme.learns_scale else None
+        return self.scheme.params(w.detach().cpu().float().numpy(), scale)
 
     def check_entries(self, state_dict: dict[str, Any], prefix: str) -> None:
         """Check this module's checkpoint entries without loading them (``ValueError``
         naming the key)."""
-        if self.scheme.learns_clips:
-            _check_clip_entries(self, state_dict, prefix)
+        # The asymmetric weight ULQ of earlier versions saved clips: refused, not converted.
+        for name in qatcore.quantizers.OLD_WEIGHT_STATE_KEYS:
+            if prefix + name in state_dict:
+                raise qatcore.quantizers.old_weight_state_error(prefix + name)
+        if self.scheme.learns_scale:
+            _check_clip_entries(self, state_dict, prefix, ("scale",))
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any

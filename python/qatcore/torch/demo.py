@@ -1,8 +1,9 @@
 """Quantization-aware training of a small CNN on scikit-learn's 8x8 digits.
 
 Trains the FP32 model, then fine-tunes it with qatcore's INT8 QAT (default
-``RetrainConfig``: ARQ per-channel weights, ULQ activations calibrated by IFMR on
-the first batch) and, for comparison, with PyTorch's eager-mode QAT
+``RetrainConfig``: ARQ per-channel weights, or with ``--weights ulq_quantize`` a
+learned symmetric scale per channel; ULQ activations calibrated by IFMR on the first
+batch) and, for comparison, with PyTorch's eager-mode QAT
 (``torch.ao.quantization``, default per-channel qconfig) on the same schedule.
 Prints the three test accuracies, each layer's learned clips and the time per
 training step. With ``--onnx FILE`` it exports the QAT model as an ONNX QDQ graph
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import qatcore
+from qatcore.config import WEIGHT_ALGORITHMS
 from qatcore.torch import export_int8, prepare_qat, quantized_layers
 
 PROG = "python -m qatcore.torch.demo"
@@ -177,6 +179,7 @@ class DemoResult:
     torch_qat_step_ms: float
     model: nn.Module
     data: Digits
+    fp32_model: nn.Module
 
 
 def run(
@@ -184,27 +187,41 @@ def run(
     qat_epochs: int = QAT_EPOCHS,
     seed: int = SEED,
     config: qatcore.RetrainConfig | None = None,
+    reuse: DemoResult | None = None,
 ) -> DemoResult:
-    torch.manual_seed(seed)
-    data = load_digits(seed)
-    fp32 = DigitsNet()
-    fp32_times = train(fp32, data, epochs=epochs, lr=3e-3, seed=seed)
-    fp32_acc = accuracy(fp32, data.x_test, data.y_test)
+    """FP32 training, then qatcore's QAT with ``config`` and torch.ao's QAT from it.
 
-    qat = prepare_qat(fp32, config or qatcore.RetrainConfig())
-    qat_times = train(qat, data, epochs=qat_epochs, lr=3e-4, seed=seed + 1)
-    qat_acc = accuracy(qat, data.x_test, data.y_test)
-
-    ref = torch_ao_qat(fp32)
-    ref_times = train(ref, data, epochs=qat_epochs, lr=3e-4, seed=seed + 1)
-    ref_acc = accuracy(ref, data.x_test, data.y_test)
+    ``reuse``: the result of an earlier run with the same ``epochs``, ``qat_epochs`` and
+    ``seed``, whose FP32 model and torch.ao QAT (which ``config`` does not change) are
+    taken as they are; only qatcore's QAT runs again.
+    """
 
     def ms(times: list[float]) -> float:
         return float(np.median(times)) * 1e3
 
-    return DemoResult(
-        fp32_acc, qat_acc, ref_acc, ms(fp32_times), ms(qat_times), ms(ref_times), qat, data
-    )
+    fp32: nn.Module
+    if reuse is None:
+        torch.manual_seed(seed)
+        data = load_digits(seed)
+        fp32 = DigitsNet()
+        fp32_ms = ms(train(fp32, data, epochs=epochs, lr=3e-3, seed=seed))
+        fp32_acc = accuracy(fp32, data.x_test, data.y_test)
+    else:
+        data, fp32 = reuse.data, reuse.fp32_model
+        fp32_ms, fp32_acc = reuse.fp32_step_ms, reuse.fp32_accuracy
+
+    qat = prepare_qat(fp32, config or qatcore.RetrainConfig())
+    qat_ms = ms(train(qat, data, epochs=qat_epochs, lr=3e-4, seed=seed + 1))
+    qat_acc = accuracy(qat, data.x_test, data.y_test)
+
+    if reuse is None:
+        ref = torch_ao_qat(fp32)
+        ref_ms = ms(train(ref, data, epochs=qat_epochs, lr=3e-4, seed=seed + 1))
+        ref_acc = accuracy(ref, data.x_test, data.y_test)
+    else:
+        ref_ms, ref_acc = reuse.torch_qat_step_ms, reuse.torch_qat_accuracy
+
+    return DemoResult(fp32_acc, qat_acc, ref_acc, fp32_ms, qat_ms, ref_ms, qat, data, fp32)
 
 
 def plot_calibration(model: nn.Module, path: str) -> None:
@@ -250,6 +267,15 @@ def main(argv: list[str] | None = None) -> None:
         "--seed", default=SEED, help="data split and training seed (default: %(default)s)", **number
     )
     parser.add_argument(
+        "--weights",
+        default="arq_retrain",
+        choices=WEIGHT_ALGORITHMS,
+        metavar="ALGO",
+        help="weights_retrain_algo of every layer: "
+        + " or ".join(WEIGHT_ALGORITHMS)
+        + " (default: %(default)s)",
+    )
+    parser.add_argument(
         "--plot", metavar="FILE", help="save each layer's IFMR calibration (default: no plot)"
     )
     parser.add_argument(
@@ -267,7 +293,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
         qatcore.set_num_threads(args.threads)
-    r = run(args.epochs, args.qat_epochs, args.seed)
+    config = qatcore.RetrainConfig.from_dict(
+        {"retrain_weight_config": {"weights_retrain_algo": args.weights}}
+    )
+    r = run(args.epochs, args.qat_epochs, args.seed, config)
     info = qatcore.backend_info()
     print(
         f"qatcore {info['version']} ({info['isa']}, {info['num_threads']} threads), "
