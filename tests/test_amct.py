@@ -143,7 +143,7 @@ def test_cfg_channel_wise_left_out_is_per_tensor_for_linear_only() -> None:
         ),
         (
             "batch_num: 2\nretrain_weight_quant_config { arq_retrain { dst_type: INT2 } }",
-            "DataType",
+            "retrain_weight_quant_config.arq_retrain.dst_type",
             r"no value named INT2 \(allowed: INT4, INT8, INT16\); did you mean INT8\? "
             r"\(config, line 2",
         ),
@@ -217,7 +217,7 @@ def test_fakequant_precision_mode_in_every_form() -> None:
     for bad in ("FP16", None, 1):
         with pytest.raises(ConfigError, match="^fakequant_precision_mode: expected one of 'DEF"):
             RetrainConfig.load({"version": 1, "fakequant_precision_mode": bad})
-    with pytest.raises(ConfigError, match="^FakequantPrecisionMode: no value named FP32"):
+    with pytest.raises(ConfigError, match="^fakequant_precision_mode: no value named FP32"):
         RetrainConfig.load("fakequant_precision_mode: FP32")
 
 

@@ -237,7 +237,7 @@ def test_weight_quantizer_ulq(channel_wise: bool) -> None:
     gw, gs = ref.ulq_weight_backward(g, w, q.scale, axis=axis)
     assert_same_floats(r.grad_weight, g)  # unmasked, even where the weights clip
     assert_clip_grads_close(r.grad_scale, gs, "grad_scale with clipping")
-    other = WeightQuantizer(q.config)
+    other = WeightQuantizer(q.config, channels=16)
     other.load_state_dict(q.state_dict())
     assert_same_floats(other.forward(w), q.forward(w))
 
@@ -293,6 +293,14 @@ def test_weight_load_refuses_bad_state_and_old_clips() -> None:
     with pytest.raises(ValueError, match=r"^state\['scale'\]: a scale given for an ARQ"):
         WeightQuantizer().load_state_dict(q.state_dict())
     assert_same_floats(q.forward(w), y)  # unchanged throughout
+    # A quantizer that has seen no weights checks the channel count it was given, and
+    # refuses a per-channel scale it cannot check rather than fail at the next forward.
+    with pytest.raises(ValueError, match=r"^state\['scale'\]: expected \(8,\) .*got shape \(16,\)"):
+        WeightQuantizer(config, channels=8).load_state_dict(q.state_dict())
+    with pytest.raises(ValueError, match=r"^state\['scale'\]: cannot check a per-channel scale"):
+        WeightQuantizer(config).load_state_dict(q.state_dict())
+    with pytest.raises(ValueError, match=r"^w: expected 8 channels along axis 0"):
+        WeightQuantizer(config, channels=8).forward(w)
 
 
 def test_a_numpy_model_learns_its_clips() -> None:

@@ -181,7 +181,27 @@ def _descriptors(root: Any) -> dict[str, Any]:
     return out
 
 
-def _parse_error(error: Any, where: str) -> ConfigError:
+def _path_at(source: str, line: int | None, column: int | None) -> str | None:
+    """The dotted path of the field being read at ``line``/``column`` (1-based) of a .cfg
+    text: the messages opened before it and the last field name."""
+    if line is None or column is None:
+        return None
+    lines = source.splitlines()
+    prefix = "\n".join([*lines[: line - 1], lines[line - 1][: max(column - 1, 0)]])
+    stack: list[str] = []
+    field: str | None = None
+    for m in re.finditer(r"(\w+)\s*:?\s*[{<]|([}>])|(\w+)\s*:", prefix):
+        if m.group(1):
+            stack.append(m.group(1))
+        elif m.group(2):
+            if stack:
+                stack.pop()
+        else:
+            field = m.group(3)
+    return ".".join([*stack, field]) if field else None
+
+
+def _parse_error(error: Any, where: str, source: str = "") -> ConfigError:
     """The text-format parser's error as a ``ConfigError``: the field's path, the nearest
     valid name, and the line and column."""
     text = re.sub(r"^\d+:\d+ : ", "", str(error))
@@ -207,8 +227,9 @@ def _parse_error(error: Any, where: str) -> ConfigError:
         allowed = [v.name for v in enums[enum_name].values] if enum_name in enums else []
         near = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
         hint = f"; did you mean {near[0]}?" if near else ""
+        path = _path_at(source, line, column) or enum_name
         return ConfigError(
-            enum_name, f"no value named {value} (allowed: {', '.join(allowed)}){hint}{at}"
+            path, f"no value named {value} (allowed: {', '.join(allowed)}){hint}{at}"
         )
     return ConfigError(where, f"not valid .cfg text: {text.rstrip('.')}{at}")
 
@@ -312,7 +333,7 @@ def from_cfg(text: str, where: str) -> RetrainConfig:
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as e:
-        raise _parse_error(e, where) from None
+        raise _parse_error(e, where, text) from None
     missing = message.FindInitializationErrors()
     if missing:
         raise ConfigError(missing[0], f"missing: AMCT's schema requires it ({where})")

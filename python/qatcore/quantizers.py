@@ -339,9 +339,20 @@ class WeightQuantizer:
     ARQ's backward is the straight-through estimator.
     """
 
-    def __init__(self, weight_config: RetrainWeightConfig | None = None, *, axis: int = 0) -> None:
+    def __init__(
+        self,
+        weight_config: RetrainWeightConfig | None = None,
+        *,
+        axis: int = 0,
+        channels: int | None = None,
+    ) -> None:
         config = RetrainWeightConfig() if weight_config is None else weight_config
         self.scheme = WeightScheme(config, axis)
+        # The weights' size along axis, when known before the first forward: a loaded
+        # per-channel scale is checked against it at load, not at the next forward.
+        self.channels = None if channels is None else check_native_int(channels, "channels")
+        if self.channels is not None and self.channels < 1:
+            raise ValueError(f"channels: expected an integer >= 1, got {self.channels}")
         self._scale: F32 | None = None
 
     @property
@@ -362,6 +373,14 @@ class WeightQuantizer:
 
     def initialize(self, w: ArrayLike) -> None:
         """ULQ: set the scale to the ARQ scale of ``w`` (per channel, or per tensor)."""
+        shape = np.shape(w)
+        if self.channels is not None and (
+            len(shape) <= self.axis or shape[self.axis] != self.channels
+        ):
+            raise ValueError(
+                f"w: expected {self.channels} channels along axis {self.axis} "
+                f"(channels={self.channels}), got shape {shape}"
+            )
         self._scale = self.scheme.initial_scale(w)
 
     @property
@@ -426,10 +445,18 @@ class WeightQuantizer:
                 f"{where}: expected {'one value per channel' if want_ndim else 'a scalar'} "
                 f"(channel_wise={self.config.channel_wise}), got shape {arr.shape}"
             )
-        if self._scale is not None and arr.shape != self._scale.shape:
-            raise ValueError(
-                f"{where}: expected {self._scale.shape} (this layer's channels), "
-                f"got shape {arr.shape}"
-            )
+        if want_ndim:
+            known = self._scale.shape if self._scale is not None else None
+            if known is None and self.channels is not None:
+                known = (self.channels,)
+            if known is None:
+                raise ValueError(
+                    f"{where}: cannot check a per-channel scale against weights this quantizer "
+                    "has not seen; pass channels= to WeightQuantizer or initialize(w) first"
+                )
+            if arr.shape != known:
+                raise ValueError(
+                    f"{where}: expected {known} (this layer's channels), got shape {arr.shape}"
+                )
         with np.errstate(over="ignore"):
             self._scale = self.scheme.usable_scale(arr.astype(np.float32), where)
