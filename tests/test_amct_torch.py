@@ -312,3 +312,13 @@ def test_amct_files_may_name_layers_qatcore_leaves_float() -> None:
     assert isinstance(prepared[0], qt.LinearQAT) and type(prepared[1]) is torch.nn.GRU
     skipped = qt.prepare_qat(model, {"skip_layers": ["1"]})
     assert type(skipped[1]) is torch.nn.GRU
+
+
+def test_single_op_layers_keep_their_quantizers_on_the_weights_device() -> None:
+    config = {"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}}
+    layer = qt.Conv2dQAT(2, 4, 3, device="meta", config=config)
+    states = [*layer.act_quant.parameters(), *layer.weight_quant.parameters()]
+    states += list(layer.weight_quant.buffers())
+    assert len(states) == 4 and {t.device.type for t in states} == {"meta"}
+    moved = qt.LinearQAT.from_float(torch.nn.Linear(3, 2, device="meta"))
+    assert moved.act_quant.clip_max.device.type == "meta"

@@ -328,6 +328,9 @@ class _QuantMixin:
         axis = self._weight_axis
         channels = self._float_layer().weight.shape[axis]
         self.weight_quant = WeightFakeQuant(layer.retrain_weight_config, channels, axis=axis)
+        device = self._float_layer().weight.device  # the quantizers' state lives beside it
+        self.act_quant.to(device)
+        self.weight_quant.to(device)
         # The layer's own weight loads before its quantizers are reached: check them first.
         self._float_layer().register_load_state_dict_pre_hook(check_qat_entries)
 
