@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,32 @@ def on_every_backend(
         with backend(isa, threads, grain):
             result = fn()
         yield f"{isa}/{threads} threads", result
+
+
+def order_sensitive(
+    shape: tuple[int, ...], axis: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x, g) whose clip and scale gradient sums change when any two of their additions
+    change places: in each channel, half the elements come in pairs of opposite g near
+    2**40 on the same side far outside any range (so the pairs cancel in every sum), the
+    rest are small; all in random positions. Rounded in another order, the small
+    remainder comes out different in float32."""
+    moved = shape if axis is None else (shape[axis], *shape[:axis], *shape[axis + 1 :])
+    channels = 1 if axis is None else moved[0]
+    n = math.prod(moved) // max(channels, 1)
+    xs, gs = [], []
+    for _ in range(channels):
+        k = n // 4
+        big = rng.uniform(1, 2, k) * 2.0**40
+        side = rng.choice([-1e4, 1e4], k)
+        order = rng.permutation(n)
+        gs.append(np.concatenate([big, -big, rng.standard_normal(n - 2 * k)])[order])
+        xs.append(np.concatenate([side, side, rng.standard_normal(n - 2 * k) * 2])[order])
+    x = np.asarray(xs, np.float32).reshape(moved)
+    g = np.asarray(gs, np.float32).reshape(moved)
+    if axis is not None:
+        x, g = np.moveaxis(x, 0, axis), np.moveaxis(g, 0, axis)
+    return np.ascontiguousarray(x), np.ascontiguousarray(g)
 
 
 def assert_same_floats(actual: np.ndarray, expected: np.ndarray, label: str = "") -> None:

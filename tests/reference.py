@@ -338,3 +338,100 @@ def ifmr_histogram_losses(counts, edges, hist_min, hist_max, scales, zero_points
             for s, z, ok in zip(scales, zero_points, valid)
         ]
     )
+
+
+# ---- SPEC "Summation order": the clip and scale gradient sums, addition by addition ----
+
+LANES = 8  # float64 lanes of one run
+PIECE = 2**14  # elements per partial sum of a channel's rows
+COLUMN_GROUPS = 64  # groups of outer rows when the channel axis is the last one
+
+
+def _sequential(values: np.ndarray, axis: int) -> np.ndarray:
+    """0.0 + v[0] + v[1] + ..., left to right along ``axis`` (float64)."""
+    zero = np.zeros_like(np.take(values, [0], axis=axis))
+    return np.cumsum(np.concatenate([zero, values], axis=axis), axis=axis).take(-1, axis=axis)
+
+
+def _run_sums(runs: np.ndarray) -> np.ndarray:
+    """The sum of each run (the last axis): element i into lane i % 8, each lane left to
+    right from 0.0, then the lanes folded ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))."""
+    n = runs.shape[-1]
+    padded = np.concatenate(
+        [runs, np.zeros((*runs.shape[:-1], -n % LANES))], axis=-1
+    )  # adding 0.0 to a sum that started at 0.0 changes nothing
+    v = _sequential(padded.reshape(*runs.shape[:-1], -1, LANES), axis=-2)
+    return ((v[..., 0] + v[..., 1]) + (v[..., 2] + v[..., 3])) + (
+        (v[..., 4] + v[..., 5]) + (v[..., 6] + v[..., 7])
+    )
+
+
+def ordered_sum(terms: np.ndarray, axis: int | None) -> np.ndarray:
+    """float64 ``terms`` (the shape of x) summed over the tensor (``axis`` None, a 0-d
+    result) or over each channel along ``axis``, in SPEC "Summation order"."""
+    terms = np.asarray(terms, dtype=np.float64)
+    if axis is None:
+        outer, channels, inner = 1, 1, terms.size
+    else:
+        axis %= terms.ndim
+        outer = math.prod(terms.shape[:axis])
+        channels = terms.shape[axis]
+        inner = math.prod(terms.shape[axis + 1 :])
+    t = terms.reshape(outer, channels, inner)
+    if terms.size == 0:
+        total = np.zeros(channels)
+    elif inner == 1 and channels > 1:  # the channel axis is the last one
+        groups = min(outer, COLUMN_GROUPS)
+        bounds = [k * outer // groups for k in range(groups + 1)]
+        per_group = np.stack(
+            [_sequential(t[a:b, :, 0], axis=0) for a, b in zip(bounds, bounds[1:])]
+        )
+        total = _sequential(per_group, axis=0)
+    elif inner >= PIECE:  # each block of PIECE elements of a row is one piece
+        blocks = -(-inner // PIECE)
+        padded = np.concatenate([t, np.zeros((outer, channels, blocks * PIECE - inner))], axis=2)
+        pieces = _run_sums(padded.reshape(outer, channels, blocks, PIECE))  # (o, c, block)
+        total = _sequential(pieces.transpose(1, 0, 2).reshape(channels, -1), axis=1)
+    else:  # whole rows, PIECE // inner of them per piece, each row a run of its own
+        rows = _run_sums(t)  # (outer, channel)
+        per_piece = PIECE // inner
+        pieces = [_sequential(rows[a : a + per_piece], axis=0) for a in range(0, outer, per_piece)]
+        total = _sequential(np.stack(pieces), axis=0)
+    return total.reshape(()) if axis is None else total
+
+
+def ulq_backward_exact(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" backward with its sums as the kernels take them (SPEC "Summation order"):
+    (grad_x, grad_clip_min, grad_clip_max), all float32, to the bit.
+
+    gd = sum(g * (rint(t) - t)), gup = sum(g where upper), glo = sum(g where lower);
+    grad_clip_max = float32(gd / L + gup), grad_clip_min = float32(glo - gd / L)."""
+    x = np.asarray(x, dtype=np.float32)
+    g = np.asarray(g, dtype=np.float32)
+    p = {
+        k: _along(np.asarray(v), axis, x.ndim)
+        for k, v in ulq_params(clip_min, clip_max, fixed_min, num_bits).items()
+    }
+    upper, lower = x > p["hi_e"], x < p["lo_e"]
+    grad_x = np.where(upper | lower, np.float32(0), g).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        t = np.where(upper, p["cmax"], np.where(lower, p["cmin"], x)) * p["inv_scale"]
+        d = (np.rint(t) - t).astype(np.float64)
+        g64 = g.astype(np.float64)
+        e = ordered_sum(g64 * d, axis) / np.float64(p["levels"].reshape(-1)[0])
+        grad_max = (e + ordered_sum(np.where(upper, g64, 0.0), axis)).astype(np.float32)
+        grad_min = (ordered_sum(np.where(lower, g64, 0.0), axis) - e).astype(np.float32)
+    if fixed_min:
+        grad_min = np.zeros_like(grad_min)
+    return grad_x, grad_min, grad_max
+
+
+def ulq_weight_backward_exact(g, w, scale, num_bits=8, axis=None):
+    """SPEC "Weight ULQ" backward with the sum taken in SPEC "Summation order":
+    (grad_w, grad_scale), float32, to the bit."""
+    _, qmax = qrange(num_bits)
+    grad_w, terms = ulq_weight_backward_terms(g, w, scale, num_bits, axis)
+    n = grad_w.size if axis is None else grad_w.size // max(1, grad_w.shape[axis])
+    total = ordered_sum(terms, axis)
+    grad_s = total / math.sqrt(n * qmax) if n else np.zeros_like(total)
+    return grad_w, np.asarray(grad_s).astype(np.float32)
