@@ -1,17 +1,81 @@
 #include "parallel.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define QATCORE_CPU_RELAX() _mm_pause()
+#else
+#define QATCORE_CPU_RELAX() std::this_thread::yield()
+#endif
+
 namespace qatcore {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Handing a job to a worker that is polling costs about 0.3 us; waking one that
+// sleeps on the condition variable costs the caller a futex system call and the
+// worker the scheduler's wake-up, about 7 and 15 us on the 2-core VM of
+// bench/bench.py. So a worker polls, for at most kSpin, only while jobs come
+// back to back (the last one came within kSpin of the one before): a loop of
+// kernel calls keeps it polling, while in a training step, where PyTorch's
+// operators run for far longer between two kernel calls, it sleeps at once and
+// leaves the core to PyTorch's threads. (Polling there cost a ResNet-20 step
+// measurably more than sleeping; see the README, "Threads".)
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+// Sleeping workers are woken only for a job of at least this many chunks (each
+// family's grain makes a chunk a few microseconds of work): a shorter one is over
+// before a woken worker could take a share.
+constexpr int64_t kWakeChunks = 4;
+
+// Chunks [0, n) in contiguous shares, one per participant. Each participant takes
+// its own share front to back, so that repeated calls on the same data find their
+// share in the same core's cache; whoever is done takes what is left of the
+// others' shares, so a late or busy participant never holds a call up.
+class Shares {
+ public:
+  void reset(int64_t n_chunks, int parts) {
+    if (parts > capacity_) {
+      shares_.reset(new Share[static_cast<size_t>(parts)]);
+      capacity_ = parts;
+    }
+    parts_ = parts;
+    for (int p = 0; p < parts; ++p) {
+      shares_[p].next.store(n_chunks * p / parts, std::memory_order_relaxed);
+      shares_[p].end = n_chunks * (p + 1) / parts;
+    }
+  }
+
+  // Participant p's own share, then the rest of everyone else's.
+  void drain(int p, const ChunkFn& f) {
+    for (int k = 0; k < parts_; ++k) {
+      Share& s = shares_[(p + k) % parts_];
+      for (int64_t i = s.next.fetch_add(1); i < s.end; i = s.next.fetch_add(1)) f(i);
+    }
+  }
+
+ private:
+  struct alignas(64) Share {  // one cache line each: owners do not contend
+    std::atomic<int64_t> next{0};
+    int64_t end = 0;
+  };
+  std::unique_ptr<Share[]> shares_;
+  int capacity_ = 0;
+  int parts_ = 0;
+};
 
 class Pool {
  public:
@@ -23,7 +87,8 @@ class Pool {
   ~Pool() {
     {
       std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
+      stop_.store(true);
+      generation_.fetch_add(1);
     }
     wake_.notify_all();
     for (auto& t : threads_) t.join();
@@ -31,56 +96,90 @@ class Pool {
 
   int size() const { return static_cast<int>(threads_.size()); }
 
-  // One job at a time: the caller holds g_run.
+  // False when every worker sleeps and the job is too short to wake them for.
+  bool worth_it(int64_t n_chunks) const {
+    return n_chunks >= kWakeChunks || sleepers_.load() < size();
+  }
+
+  // One job at a time: the caller holds g_run. The caller works too; `helpers`
+  // workers may join it, each with a share of the chunks (Shares).
+  //
+  // A worker joins by counting itself in running_ first and then taking one of the
+  // open_ slots; the caller, done with its share, closes the slots and waits until
+  // running_ is 0. So a worker that is late (even for an earlier job) either holds a
+  // slot of this job, which keeps the job alive until it is done, or finds none and
+  // touches nothing of it.
   void run(ChunkFn* fn, int64_t n_chunks, int helpers) {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      fn_ = fn;
-      n_ = n_chunks;
-      next_.store(0);
-      wanted_ = helpers;
-      ++generation_;
+    fn_ = fn;
+    shares_.reset(n_chunks, helpers + 1);
+    open_.store(helpers, std::memory_order_release);
+    generation_.fetch_add(1);  // seq_cst: ordered before the read of sleepers_
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lk(m_);  // a worker between its check and its wait
+      wake_.notify_all();
     }
-    wake_.notify_all();
-    drain();
-    std::unique_lock<std::mutex> lk(m_);
-    wanted_ = 0;  // a worker that wakes only now finds nothing to join
-    done_.wait(lk, [this] { return running_ == 0; });
-    fn_ = nullptr;
+    shares_.drain(0, *fn_);
+    open_.store(0);
+    for (const auto start = Clock::now(); running_.load() != 0;) {
+      if (Clock::now() - start < kSpin) {
+        QATCORE_CPU_RELAX();
+      } else {
+        std::this_thread::yield();
+      }
+    }
   }
 
  private:
-  void drain() {
-    for (int64_t i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*fn_)(i);
+  // Takes one open slot, if any is left: the participant number (1..helpers) or 0.
+  int claim() {
+    int open = open_.load(std::memory_order_acquire);
+    while (open > 0) {
+      if (open_.compare_exchange_weak(open, open - 1, std::memory_order_acquire)) return open;
+    }
+    return 0;
+  }
+
+  // Returns once generation_ differs from `seen`: polling for up to `spin`, then asleep.
+  uint64_t wait_for_job(uint64_t seen, Clock::duration spin) {
+    const auto start = Clock::now();
+    while (Clock::now() - start < spin) {
+      for (int i = 0; i < 64; ++i) {
+        const uint64_t g = generation_.load(std::memory_order_acquire);
+        if (g != seen) return g;
+        QATCORE_CPU_RELAX();
+      }
+    }
+    std::unique_lock<std::mutex> lk(m_);
+    sleepers_.fetch_add(1);  // seq_cst: ordered before the check of generation_
+    wake_.wait(lk, [&] { return generation_.load() != seen; });
+    sleepers_.fetch_sub(1);
+    return generation_.load();
   }
 
   void work() {
     uint64_t seen = 0;
-    std::unique_lock<std::mutex> lk(m_);
+    Clock::duration spin{0};  // none until jobs come back to back
     for (;;) {
-      wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      if (wanted_ == 0) continue;
-      --wanted_;
-      ++running_;
-      lk.unlock();
-      drain();
-      lk.lock();
-      if (--running_ == 0) done_.notify_all();
+      const auto idle = Clock::now();
+      seen = wait_for_job(seen, spin);
+      spin = Clock::now() - idle < kSpin ? Clock::duration(kSpin) : Clock::duration(0);
+      if (stop_.load()) return;
+      running_.fetch_add(1);
+      if (const int p = claim()) shares_.drain(p, *fn_);
+      running_.fetch_sub(1, std::memory_order_release);
     }
   }
 
   std::mutex m_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
   std::vector<std::thread> threads_;
-  bool stop_ = false;
-  uint64_t generation_ = 0;
-  int wanted_ = 0;
-  int running_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<int> open_{0};
+  std::atomic<int> running_{0};
   ChunkFn* fn_ = nullptr;
-  int64_t n_ = 0;
-  std::atomic<int64_t> next_{0};
+  Shares shares_;
 };
 
 int default_threads() {
@@ -94,10 +193,11 @@ int default_threads() {
 }
 
 std::atomic<int> g_threads{default_threads()};
-std::atomic<int64_t> g_grain{int64_t{1} << 16};
+std::atomic<int64_t> g_grain_override{0};
 // Held for the whole of a parallel job, and across fork().
 std::mutex g_run;
 Pool* g_pool = nullptr;
+bool g_forked = false;  // set in a forked child
 
 // After fork() the child has only the forking thread: the pool's workers are
 // gone and its state is meaningless, so the child forgets it (leaking it on
@@ -107,29 +207,99 @@ void atfork_prepare() { g_run.lock(); }
 void atfork_parent() { g_run.unlock(); }
 void atfork_child() {
   g_pool = nullptr;
+  g_forked = true;
   g_run.unlock();
 }
 const int g_atfork_registered = pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+
+// The OpenMP runtime that PyTorch's CPU builds load (libgomp), when it is in the
+// process: its threads are PyTorch's intra-op workers, and right after one of
+// PyTorch's operators they are still polling for the next parallel region. A
+// kernel call run on that team takes no core from PyTorch and wakes nobody;
+// qatcore's own pool would put a second set of threads on the same cores, each
+// waiting for the other's to yield. Looked up (never loaded) until found; never
+// used in a forked child, where libgomp's threads are gone but its state is not.
+struct OpenMp {
+  void (*parallel)(void (*)(void*), void*, unsigned, unsigned) = nullptr;  // GOMP_parallel
+  int (*thread_num)() = nullptr;                                            // omp_get_thread_num
+  int (*max_threads)() = nullptr;                                           // omp_get_max_threads
+};
+
+std::atomic<bool> g_openmp_allowed{true};
+
+const OpenMp* find_openmp() {
+  static OpenMp found;
+  static std::atomic<bool> ready{false};
+  if (ready.load(std::memory_order_acquire)) return &found;
+  void* h = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD);
+  if (h == nullptr) return nullptr;
+  OpenMp o;
+  o.parallel = reinterpret_cast<decltype(o.parallel)>(dlsym(h, "GOMP_parallel"));
+  o.thread_num = reinterpret_cast<decltype(o.thread_num)>(dlsym(h, "omp_get_thread_num"));
+  o.max_threads = reinterpret_cast<decltype(o.max_threads)>(dlsym(h, "omp_get_max_threads"));
+  dlclose(h);  // NOLOAD took a reference to a library that stays loaded
+  if (o.parallel == nullptr || o.thread_num == nullptr || o.max_threads == nullptr) return nullptr;
+  found = o;  // callers hold g_run: one writer
+  ready.store(true, std::memory_order_release);
+  return &found;
+}
+
+const OpenMp* usable_openmp() {
+  return g_openmp_allowed.load() && !g_forked ? find_openmp() : nullptr;
+}
+
+struct OpenMpJob {
+  const OpenMp* omp;
+  const ChunkFn* fn;
+  Shares* shares;
+};
+
+void openmp_body(void* data) {
+  const auto* job = static_cast<const OpenMpJob*>(data);
+  job->shares->drain(job->omp->thread_num(), *job->fn);
+}
+
+Shares g_openmp_shares;  // guarded by g_run
+std::atomic<uint64_t> g_parallel_jobs{0};
 
 }  // namespace
 
 int num_threads() { return g_threads.load(); }
 void set_num_threads(int n) { g_threads.store(std::max(1, n)); }
-int64_t grain() { return g_grain.load(); }
-void set_grain(int64_t n) { g_grain.store(std::max<int64_t>(1, n)); }
+int64_t grain_override() { return g_grain_override.load(); }
+void set_grain_override(int64_t n) { g_grain_override.store(std::max<int64_t>(0, n)); }
+
+bool openmp_threads() { return usable_openmp() != nullptr; }
+uint64_t parallel_jobs() { return g_parallel_jobs.load(); }
+void set_openmp_allowed(bool allowed) { g_openmp_allowed.store(allowed); }
 
 void parallel_chunks(int64_t n_chunks, ChunkFn f) {
   (void)g_atfork_registered;
   const int threads = num_threads();
   std::unique_lock<std::mutex> lk(g_run, std::defer_lock);
   if (n_chunks > 1 && threads > 1 && lk.try_lock()) {
-    if (g_pool == nullptr || g_pool->size() != threads - 1) {
-      delete g_pool;
-      g_pool = new Pool(threads - 1);
+    if (const OpenMp* omp = usable_openmp()) {
+      const int team = static_cast<int>(
+          std::min<int64_t>({threads, omp->max_threads(), n_chunks}));
+      if (team > 1) {
+        g_parallel_jobs.fetch_add(1);
+        g_openmp_shares.reset(n_chunks, team);
+        OpenMpJob job{omp, &f, &g_openmp_shares};
+        omp->parallel(openmp_body, &job, static_cast<unsigned>(team), 0);
+        return;
+      }
+    } else {
+      if (g_pool == nullptr || g_pool->size() != threads - 1) {
+        delete g_pool;
+        g_pool = new Pool(threads - 1);
+      }
+      if (g_pool->worth_it(n_chunks)) {
+        const int helpers = static_cast<int>(std::min<int64_t>(threads - 1, n_chunks - 1));
+        g_parallel_jobs.fetch_add(1);
+        g_pool->run(&f, n_chunks, helpers);
+        return;
+      }
     }
-    const int helpers = static_cast<int>(std::min<int64_t>(threads - 1, n_chunks - 1));
-    g_pool->run(&f, n_chunks, helpers);
-    return;
   }
   for (int64_t i = 0; i < n_chunks; ++i) f(i);
 }

@@ -3,7 +3,8 @@
 // Work is cut into chunks whose boundaries depend on the problem alone, never
 // on the thread count; threads only decide who runs which chunk. Every result
 // that combines chunks (in chunk order) is therefore bit-identical for 1 or N
-// threads. No OpenMP runtime: it would fight PyTorch's copy in one process.
+// threads. qatcore links no OpenMP runtime of its own (it would fight PyTorch's
+// copy in one process); it borrows the one already loaded, if any.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -25,15 +26,26 @@ class ChunkFn {
 
 int num_threads();
 void set_num_threads(int n);  // n >= 1
-// Elements per chunk for elementwise work and reductions over blocks. Tests
-// lower it so that small inputs are split across threads too.
-int64_t grain();
-void set_grain(int64_t n);  // n >= 1
+// Each family of operations sizes its chunks from its own measured grain
+// (ops/layout.h); a positive override replaces all of them. Tests set a tiny one
+// so that small inputs are split across threads too. 0: no override.
+int64_t grain_override();
+void set_grain_override(int64_t n);  // n >= 0
+
+// Whether parallel calls run on the OpenMP team of the process (PyTorch's
+// threads, when PyTorch is loaded; see parallel.cpp) rather than on qatcore's own
+// pool. Tests turn the team off to check the pool as well.
+bool openmp_threads();
+void set_openmp_allowed(bool allowed);
+// How many calls have run on more than one thread so far (for tests).
+uint64_t parallel_jobs();
 
 // Runs f(i) for every i in [0, n_chunks), on the calling thread and up to
-// num_threads() - 1 pool threads. Serial when one thread is asked for, when
-// there is one chunk, or when another caller is using the pool right now.
-// f must not throw.
+// num_threads() - 1 others, which take chunks in turn: the OpenMP team when
+// openmp_threads() (capped by its own thread setting too), else qatcore's pool.
+// Serial when one thread is asked for, when there is one chunk, when another
+// caller is using the threads right now, or when the pool's workers sleep and
+// the job is too short to wake them for. f must not throw.
 void parallel_chunks(int64_t n_chunks, ChunkFn f);
 
 // Splits [0, n) into chunks of `per_chunk` items and runs f(begin, end) on each.

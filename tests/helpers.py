@@ -17,8 +17,22 @@ from qatcore import _core
 
 T = TypeVar("T")
 
-#: Every (isa, threads) pair the kernels are checked at on this machine.
-BACKENDS = [(isa, n) for isa in qatcore.available_isas() for n in (1, 2)]
+try:  # PyTorch loads its OpenMP runtime, whose threads parallel calls then run on
+    import torch  # noqa: F401
+except ModuleNotFoundError:
+    pass
+
+#: Where two threads come from: qatcore's own pool, and the OpenMP team where one is
+#: loaded (csrc/parallel.cpp).
+POOLS = ("qatcore", "openmp") if _core.openmp_threads() else ("qatcore",)
+
+#: Every (isa, threads, pool) the kernels are checked at on this machine.
+BACKENDS = [
+    (isa, n, pool)
+    for isa in qatcore.available_isas()
+    for n, pools in ((1, POOLS[:1]), (2, POOLS))
+    for pool in pools
+]
 
 #: Elements per chunk in property tests: small and odd, so that even tiny
 #: arrays are cut into many chunks whose edges fall inside rows and channels,
@@ -27,25 +41,31 @@ SMALL_GRAIN = 5
 
 
 @contextmanager
-def backend(isa: str, threads: int, grain: int | None = SMALL_GRAIN) -> Iterator[None]:
+def backend(
+    isa: str, threads: int, grain: int | None = SMALL_GRAIN, pool: str = "qatcore"
+) -> Iterator[None]:
+    """The kernels at ``isa`` on ``threads`` threads from ``pool``; ``grain`` elements per
+    chunk (None: each family's measured grain)."""
     old_grain = _core.get_grain()
     with qatcore.use_backend(isa=isa, num_threads=threads):
-        if grain is not None:
-            _core.set_grain(grain)
+        _core.set_grain(grain or 0)
+        _core.set_openmp_allowed(pool == "openmp")
         try:
             yield
         finally:
+            _core.set_openmp_allowed(True)
             _core.set_grain(old_grain)
 
 
 def on_every_backend(
     fn: Callable[[], T], grain: int | None = SMALL_GRAIN
 ) -> Iterator[tuple[str, T]]:
-    """Yields (label, fn()) at every ISA level this CPU has, with 1 and 2 threads."""
-    for isa, threads in BACKENDS:
-        with backend(isa, threads, grain):
+    """Yields (label, fn()) at every ISA level this CPU has, with 1 and 2 threads (from
+    each pool)."""
+    for isa, threads, pool in BACKENDS:
+        with backend(isa, threads, grain, pool):
             result = fn()
-        yield f"{isa}/{threads} threads", result
+        yield f"{isa}/{threads} threads ({pool})", result
 
 
 def order_sensitive(

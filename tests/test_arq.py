@@ -121,8 +121,8 @@ def test_arq_rejects_non_finite_and_keeps_input(bad: float, channel_wise: bool, 
     w = np.random.default_rng(3).standard_normal((5, 7)).astype(np.float32)
     w[3, 4] = bad
     original = w.copy()
-    for isa, threads in BACKENDS:
-        with backend(isa, threads):
+    for isa, threads, pool in BACKENDS:
+        with backend(isa, threads, pool=pool):
             with pytest.raises(
                 ValueError, match=r"^w: expected finite values .* at index \(3, 4\)"
             ):

@@ -5,6 +5,7 @@
 #include "bindings/checks.h"
 #include "bindings/register.h"
 #include "dispatch.h"
+#include "ops/layout.h"
 #include "parallel.h"
 
 namespace qatcore::bindings {
@@ -47,12 +48,24 @@ void register_backend(py::module_& m) {
         set_num_threads(n);
       },
       py::arg("n"));
-  m.def("get_grain", &grain);
+  m.def("openmp_threads", &openmp_threads);
+  m.def("parallel_jobs", &parallel_jobs);
+  m.def("grains", [] {
+    py::dict d;
+    for (const FamilyGrain& g : kFamilyGrains) d[g.name] = g.grain;
+    return d;
+  });
+  // Tests only: False makes parallel calls use qatcore's own pool even where an
+  // OpenMP team is loaded.
+  m.def("set_openmp_allowed", &set_openmp_allowed, py::arg("allowed"));
+  // Tests only: a positive grain splits every operation into chunks of n items; 0
+  // restores each family's measured grain.
+  m.def("get_grain", &grain_override);
   m.def(
       "set_grain",
       [](int64_t n) {
-        if (n < 1) throw py::value_error("n: expected an integer >= 1, got " + std::to_string(n));
-        set_grain(n);
+        if (n < 0) throw py::value_error("n: expected an integer >= 0, got " + std::to_string(n));
+        set_grain_override(n);
       },
       py::arg("n"));
 }

@@ -108,8 +108,11 @@ inline Terms<kUlqSums> ulq_term(float x, float g, float inv, float lo_e, float h
 
 #if defined(__AVX512F__)
 
-inline __m512d lo_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
-inline __m512d hi_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)); }
+// The zero-masked forms: GCC 12 warns that the plain ones' undefined pass-through
+// "may be used uninitialized".
+inline __m512d half_pd(__m256 v) { return _mm512_maskz_cvtps_pd(0xFF, v); }
+inline __m512d lo_pd(__m512 v) { return half_pd(_mm512_maskz_extractf32x8_ps(0xFF, v, 0)); }
+inline __m512d hi_pd(__m512 v) { return half_pd(_mm512_maskz_extractf32x8_ps(0xFF, v, 1)); }
 inline __m512 round_diff(__m512 t) {  // rint_small(t) - t
   const __m512 magic = _mm512_set1_ps(kRoundMagic);
   return _mm512_sub_ps(_mm512_sub_ps(_mm512_add_ps(t, magic), magic), t);

@@ -34,8 +34,8 @@ int64_t first_non_finite(const float* w, int64_t n) {
 bool arq_fused_rows(const float* w, float* y, const Layout& l, QRange r, float* scales) {
   const Kernels& k = kernels();
   std::atomic<int> finite{1};
-  const int64_t rows_per_chunk = std::max<int64_t>(1, grain() / std::max<int64_t>(1, l.inner));
-  parallel_ranges(l.channels, rows_per_chunk, [&](int64_t c0, int64_t c1) {
+  const int64_t min_rows = grain(Family::arq) / std::max<int64_t>(1, l.inner);
+  parallel_ranges(l.channels, even_chunk(l.channels, min_rows), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float* row = w + c * l.inner;
       MinMax m{kInf, -kInf, 1};

@@ -79,7 +79,9 @@ void data_sq_errors(const float* x, int64_t n, const float* scales, const int32_
   std::vector<QuantConst> consts(nc);
   for (size_t c = 0; c < nc; ++c) consts[c] = quant_const(scales[c], zero_points[c], r);
   std::vector<double> partial(static_cast<size_t>(blocks) * nc, 0.0);
-  parallel_ranges(blocks, std::max<int64_t>(1, grain() / kBlock), [&](int64_t b0, int64_t b1) {
+  const int64_t min_blocks =
+      grain(Family::ifmr) / std::max<int64_t>(1, kBlock * static_cast<int64_t>(nc));
+  parallel_ranges(blocks, even_chunk(blocks, min_blocks), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t a = b * kBlock, len = std::min(kBlock, n - a);
       for (size_t c = 0; c < nc; ++c) {
@@ -99,8 +101,8 @@ void hist_sq_errors(const double* lo, const double* hi, const double* count, int
                     double* out) {
   const IfmrKernels& k = *kernels().ifmr;
   // Candidates are independent: each one's sum is computed whole by one thread.
-  const int64_t per_chunk = std::max<int64_t>(1, grain() / std::max<int64_t>(1, bins));
-  parallel_ranges(candidates, per_chunk, [&](int64_t c0, int64_t c1) {
+  const int64_t min_candidates = grain(Family::ifmr) / std::max<int64_t>(1, bins);
+  parallel_ranges(candidates, even_chunk(candidates, min_candidates), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       out[c] = k.hist_sq_error(lo, hi, count, bins, static_cast<double>(scales[c]),
                                static_cast<double>(r.qmin - zero_points[c]),

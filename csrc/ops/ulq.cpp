@@ -56,9 +56,9 @@ void backward_sums(const Layout& l, const Row& row, const Cols& cols, std::vecto
     const int64_t groups = std::min(l.outer, kUlqColGroups);
     const auto ng = static_cast<size_t>(groups);
     std::vector<double> sums(nk * ng * nc);  // [k][group][channel]
-    const int64_t groups_per_chunk =
-        std::max<int64_t>(1, grain() / std::max<int64_t>(1, l.size() / groups));
-    parallel_ranges(groups, groups_per_chunk, [&](int64_t k0, int64_t k1) {
+    const int64_t min_groups =
+        grain(Family::ulq_backward) / std::max<int64_t>(1, l.size() / groups);
+    parallel_ranges(groups, even_chunk(groups, min_groups), [&](int64_t k0, int64_t k1) {
       for (int64_t grp = k0; grp < k1; ++grp) {
         double* acc[K];
         for (size_t k = 0; k < nk; ++k) {
@@ -83,7 +83,8 @@ void backward_sums(const Layout& l, const Row& row, const Cols& cols, std::vecto
       long_rows ? l.outer * blocks_per_row : (l.outer + rows_per_piece - 1) / rows_per_piece;
   std::vector<double> partial(static_cast<size_t>(l.channels * pieces) * nk);
   const int64_t piece_elems = long_rows ? kUlqBlock : rows_per_piece * l.inner;
-  parallel_ranges(l.channels * pieces, std::max<int64_t>(1, grain() / piece_elems),
+  parallel_ranges(l.channels * pieces,
+                  even_chunk(l.channels * pieces, grain(Family::ulq_backward) / piece_elems),
                   [&](int64_t t0, int64_t t1) {
                     for (int64_t t = t0; t < t1; ++t) {
                       const int64_t c = t / pieces, p = t % pieces;

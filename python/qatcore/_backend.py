@@ -38,7 +38,11 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Let each kernel call use up to ``n`` threads. Results do not depend on ``n``."""
+    """Let each kernel call use up to ``n`` threads. Results do not depend on ``n``.
+
+    Where an OpenMP runtime is loaded (PyTorch's CPU builds load one), kernel calls run
+    on its threads, which are PyTorch's intra-op workers, and use at most its own
+    thread setting (``torch.set_num_threads``) as well."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected an int >= 1, got {n!r}")
     _core.set_num_threads(n)
@@ -66,6 +70,7 @@ def backend_info() -> dict[str, object]:
         "best_isa": _core.best_isa(),
         "available_isas": available_isas(),
         "num_threads": get_num_threads(),
+        "threads_from": "openmp" if _core.openmp_threads() else "qatcore pool",
         "version": _core.__version__,
     }
 

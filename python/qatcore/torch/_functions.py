@@ -1,10 +1,11 @@
 """Autograd functions for ARQ, ULQ and weight ULQ, on the qatcore kernels or in portable
 PyTorch.
 
-CPU float32 tensors go to the kernels without a copy (``Tensor.numpy()`` shares
-the memory; outputs come from ``torch.empty_like``). Tensors on other devices
-(CUDA) use the same SPEC formulas written in PyTorch ops, which the tests check
-against the kernels on CPU.
+CPU float32 tensors go to ``qatcore.kernels`` without a copy (``Tensor.numpy()`` shares
+the memory; outputs come from ``torch.empty_like``), the layers having checked their
+options once; the kernels check every array. Tensors on other devices (CUDA) use the
+same SPEC formulas written in PyTorch ops, which the tests check against the kernels
+on CPU.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import qatcore
-from qatcore import EPS, qrange
+from qatcore import EPS, kernels, qrange
 
 
 def _on_kernels(*tensors: torch.Tensor) -> bool:
@@ -24,7 +24,19 @@ def _on_kernels(*tensors: torch.Tensor) -> bool:
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
+    """A CPU float32 tensor's memory as a C-contiguous array (copied only when strided)."""
     return t.detach().contiguous().numpy()
+
+
+def _per_channel(t: torch.Tensor) -> np.ndarray:
+    """A 0-d or 1-d clip or scale tensor as the 1-d array the kernels take (a view)."""
+    return t.detach().reshape(-1).numpy()
+
+
+def _empty(x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """A new C-contiguous tensor shaped like ``x``, and its memory as an array."""
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    return out, out.numpy()
 
 
 def _along(values: torch.Tensor, axis: int | None, ndim: int) -> torch.Tensor:
@@ -155,10 +167,8 @@ class ArqFunction(torch.autograd.Function):
         num_bits: int,
     ) -> torch.Tensor:
         if _on_kernels(w):
-            out = torch.empty_like(w, memory_format=torch.contiguous_format)
-            qatcore.arq(
-                _np(w), channel_wise=channel_wise, axis=axis, num_bits=num_bits, out=out.numpy()
-            )
+            out, dst = _empty(w)
+            kernels.arq(_np(w), dst, axis if channel_wise else None, num_bits)
             return out
         s = portable_arq_scale(w, channel_wise, axis, num_bits)
         return portable_fake_quant(
@@ -186,16 +196,9 @@ class UlqFunction(torch.autograd.Function):
         ctx.save_for_backward(x, clip_min, clip_max)
         ctx.options = (fixed_min, num_bits, axis)
         if _on_kernels(x, clip_min, clip_max):
-            out = torch.empty_like(x, memory_format=torch.contiguous_format)
-            qatcore.ulq_forward(
-                _np(x),
-                _np(clip_min),
-                _np(clip_max),
-                fixed_min=fixed_min,
-                num_bits=num_bits,
-                axis=axis,
-                out=out.numpy(),
-            )
+            out, dst = _empty(x)
+            lo, hi = _per_channel(clip_min), _per_channel(clip_max)
+            kernels.ulq_forward(_np(x), dst, lo, hi, axis, fixed_min, num_bits)
             return out
         p = portable_ulq_params(clip_min, clip_max, fixed_min, num_bits)
         return portable_fake_quant(
@@ -207,20 +210,19 @@ class UlqFunction(torch.autograd.Function):
         x, clip_min, clip_max = ctx.saved_tensors
         fixed_min, num_bits, axis = ctx.options
         if _on_kernels(grad, x, clip_min, clip_max):
-            gx = torch.empty_like(x, memory_format=torch.contiguous_format)
-            r = qatcore.ulq_backward(
-                _np(grad),
-                _np(x),
-                _np(clip_min),
-                _np(clip_max),
-                fixed_min=fixed_min,
-                num_bits=num_bits,
-                axis=axis,
-                out=gx.numpy(),
+            gx, dst = _empty(x)
+            lo, hi = _per_channel(clip_min), _per_channel(clip_max)
+            gmin, gmax = kernels.ulq_backward(
+                _np(grad), _np(x), dst, lo, hi, axis, fixed_min, num_bits
             )
-            gmin = torch.from_numpy(np.ascontiguousarray(r.grad_clip_min)).reshape(clip_min.shape)
-            gmax = torch.from_numpy(np.ascontiguousarray(r.grad_clip_max)).reshape(clip_max.shape)
-            return gx, gmin, gmax, None, None, None
+            return (
+                gx,
+                torch.from_numpy(gmin).reshape(clip_min.shape),
+                torch.from_numpy(gmax).reshape(clip_max.shape),
+                None,
+                None,
+                None,
+            )
         gx, gmin, gmax = portable_ulq_backward(
             grad, x, clip_min, clip_max, fixed_min, num_bits, axis
         )
@@ -238,10 +240,8 @@ class UlqWeightFunction(torch.autograd.Function):
         ctx.save_for_backward(w, scale)
         ctx.options = (num_bits, axis)
         if _on_kernels(w, scale):
-            out = torch.empty_like(w, memory_format=torch.contiguous_format)
-            qatcore.ulq_weight_forward(
-                _np(w), _np(scale), num_bits=num_bits, axis=axis, out=out.numpy()
-            )
+            out, dst = _empty(w)
+            kernels.ulq_weight_forward(_np(w), dst, _per_channel(scale), axis, num_bits)
             return out
         s = scale.detach().reshape(-1)
         return portable_fake_quant(w, s, torch.zeros_like(s), num_bits, axis)
@@ -254,11 +254,10 @@ class UlqWeightFunction(torch.autograd.Function):
             g = grad.contiguous()
             g_np = g.detach().numpy()
             # out=grad_output: grad_weight is the incoming gradient itself, not a copy.
-            r = qatcore.ulq_weight_backward(
-                g_np, _np(w), _np(scale), num_bits=num_bits, axis=axis, out=g_np
+            grad_scale = kernels.ulq_weight_backward(
+                g_np, _np(w), g_np, _per_channel(scale), axis, num_bits
             )
-            grad_scale = torch.from_numpy(np.ascontiguousarray(r.grad_scale))
-            return g, grad_scale.reshape(scale.shape), None, None
+            return g, torch.from_numpy(grad_scale).reshape(scale.shape), None, None
         gw, grad_scale = portable_ulq_weight_backward(grad, w, scale, num_bits, axis)
         return gw, grad_scale, None, None
 
