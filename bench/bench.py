@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 import qatcore
-from qatcore import EPS, qrange
+from qatcore import EPS, _core, kernels, qrange
 
 QMIN, QMAX = qrange(8)  # the INT8 grid every case runs on
 ROUNDS = 60  # interleaved rounds of the training-step cases
@@ -509,6 +509,148 @@ def bench_resnet20_step(rounds: int, thread_counts: list[int]) -> list[Row]:
     )
 
 
+# ---- threads: in-cache sizes, thread scaling, the grains -------------------------------
+
+
+def median_us(fn: Callable[[], object], repeat: int = 200) -> float:
+    """Median of ``repeat`` back-to-back calls after 20 untimed ones, in microseconds."""
+    for _ in range(20):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def family_calls(n: int) -> dict[str, Callable[[], object]]:
+    """One kernel call of about ``n`` work items for each family of csrc/ops/layout.h, on
+    prepared arrays (qatcore.kernels), so that the timing is the kernel's."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(n, dtype=np.float32)
+    g = rng.standard_normal(n, dtype=np.float32)
+    out = np.empty_like(x)
+    lo, hi = np.float32([-2.5]), np.float32([3.0])
+    w, w_out = x.reshape(64, -1), out.reshape(64, -1)
+    bins = 1024
+    edges = np.linspace(-4, 4, bins + 1)
+    count = rng.integers(0, 100, bins).astype(np.float64)
+    candidates = max(1, n // bins)
+    scales = np.linspace(0.01, 0.05, candidates, dtype=np.float32)
+    zps = np.zeros(candidates, np.int32)
+    return {
+        "elementwise": lambda: kernels.ulq_forward(x, out, lo, hi, None, False, 8),
+        "ulq_backward": lambda: kernels.ulq_backward(g, x, out, lo, hi, None, False, 8),
+        "arq": lambda: kernels.arq(w, w_out, 0, 8),
+        "reduce": lambda: _core.minmax(x),
+        "ifmr": lambda: _core.hist_sq_errors(edges[:-1], edges[1:], count, scales, zps, 8),
+    }
+
+
+def measure_grains(thread_counts: list[int]) -> list[tuple[str, str, int | None, int]]:
+    """For each family and each source of threads: the smallest size from which every
+    larger power of two runs at least 10% faster cut in two chunks on two threads than
+    whole on one. The compiled grain should be half of it (a call of fewer than two
+    grains stays on one thread)."""
+    if max(thread_counts) < 2:
+        return []
+    pools = ["openmp", "qatcore pool"] if _core.openmp_threads() else ["qatcore pool"]
+    sizes = [2**e for e in range(8, 21)]
+    found = []
+    for pool in pools:
+        _core.set_openmp_allowed(pool == "openmp")
+        torch.set_num_threads(2)
+        faster: dict[str, list[bool]] = {}
+        for n in sizes:
+            for family, call in family_calls(n).items():
+                qatcore.set_num_threads(1)
+                _core.set_grain(0)
+                one = median_us(call)
+                qatcore.set_num_threads(2)
+                _core.set_grain(max(1, n // 2))
+                two = median_us(call)
+                faster.setdefault(family, []).append(two * 1.1 < one)
+        _core.set_grain(0)
+        for family, ok in faster.items():
+            first = next((i for i in range(len(sizes)) if all(ok[i:])), None)
+            found.append(
+                (family, pool, None if first is None else sizes[first], 2 * _core.grains()[family])
+            )
+    _core.set_openmp_allowed(True)
+    return found
+
+
+def thread_scaling(thread_counts: list[int]) -> list[tuple[str, int, dict[int, float]]]:
+    """ULQ forward and backward (per tensor) and ARQ (per channel, 64 channels) at each
+    thread count, on 64K to 64M elements, with the compiled grains: microseconds."""
+    table = []
+    for e in range(16, 27, 2):
+        n = 2**e
+        calls = family_calls(n)
+        for name, family in [
+            ("ulq fwd", "elementwise"),
+            ("ulq bwd", "ulq_backward"),
+            ("arq", "arq"),
+        ]:
+            times = {}
+            for t in thread_counts:
+                torch.set_num_threads(t)
+                qatcore.set_num_threads(t)
+                times[t] = median_us(calls[family], max(5, min(200, 2**27 // n)))
+            table.append((name, n, times))
+    return table
+
+
+def bench_in_cache(repeat: int, thread_counts: list[int]) -> list[Row]:
+    """ULQ on a (32, 32, 32, 32) activation (1M elements, 4 MiB: a training step's size,
+    in cache), against a copy of the same tensor in cache."""
+    shape = (32, 32, 32, 32)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    out = np.empty_like(x)
+    lo, hi = np.float32([-2.5]), np.float32([3.0])
+    scale = np.full(shape[0], 0.02, np.float32)
+    copy_ms = median_us(lambda: np.copyto(out, x), 20 * repeat) / 1e3
+    case = f"in cache {shape}"
+    rows = [Row(case, "np.copyto", None, copy_ms, 2 * x.nbytes, copy_ms)]
+    for t in thread_counts:
+        torch.set_num_threads(t)
+        qatcore.set_num_threads(t)
+        for name, call, moved in [
+            ("ulq fwd", lambda: kernels.ulq_forward(x, out, lo, hi, None, False, 8), 2),
+            ("ulq bwd", lambda: kernels.ulq_backward(g, x, out, lo, hi, None, False, 8), 3),
+            ("ulq weight bwd", lambda: kernels.ulq_weight_backward(g, x, g, scale, 0, 8), 2),
+        ]:
+            ms = median_us(call, 20 * repeat) / 1e3
+            rows.append(Row(f"{case} {name}", "qatcore", t, ms, moved * x.nbytes, copy_ms))
+    return rows
+
+
+def print_threads(a: argparse.Namespace) -> None:
+    """The thread-scaling table and the measured grains (the threads case)."""
+    scaling = thread_scaling(a.threads)
+    counts = a.threads
+    print()
+    head = "kernel    elements " + "".join(f"{t:>9d} thr" for t in counts)
+    if len(counts) > 1:
+        head += f"  {counts[-1]} vs {counts[0]} thr"
+    print(head + "   (us, median)")
+    for name, n, times in scaling:
+        line = f"{name:9s} {n:>8d} " + "".join(f"{times[t]:13.1f}" for t in counts)
+        if len(counts) > 1:
+            line += f"  {times[counts[0]] / times[counts[-1]]:11.2f}x"
+        print(line)
+    grains = measure_grains(a.threads)
+    if grains:
+        print()
+        print("family         threads from  two threads pay from  compiled: serial below")
+        for family, pool, size, compiled in grains:
+            measured = "never (to 2**20)" if size is None else str(size)
+            print(f"{family:14s} {pool:13s} {measured:>20s}  {compiled:>22d}")
+
+
 def print_table(rows: list[Row]) -> None:
     head = ["case", "impl", "threads", "ms", "GB/s", "x copy", "x faster than torch"]
     table = [head] + [r.cells() for r in rows]
@@ -530,10 +672,14 @@ CASES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "ulq": lambda a: bench_ulq((64, 256, 56, 56), max(5, a.repeat // 2), a.threads),
     "ulq_weight": lambda a: bench_ulq_weight((4096, 4096), a.repeat, a.threads),
     "ifmr": lambda a: bench_ifmr((64, 256, 56, 56), max(5, a.repeat // 2), a.threads),
+    "threads": lambda a: bench_in_cache(a.repeat, a.threads),
     "digits": lambda a: bench_digits_step(5 * a.rounds, a.threads),
     "resnet20": lambda a: bench_resnet20_step(a.rounds, a.threads),
 }
-GROUPS = {"kernels": ["arq", "ulq", "ulq_weight", "ifmr"], "train": ["digits", "resnet20"]}
+GROUPS = {
+    "kernels": ["arq", "ulq", "ulq_weight", "ifmr", "threads"],
+    "train": ["digits", "resnet20"],
+}
 
 
 def parse_cases(text: str) -> list[str]:
@@ -584,6 +730,8 @@ def main() -> None:
     for name in args.only:
         rows += CASES[name](args)
     print_table(rows)
+    if "threads" in args.only:
+        print_threads(args)
 
 
 if __name__ == "__main__":

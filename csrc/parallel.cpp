@@ -29,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 // sleeps on the condition variable costs the caller a futex system call and the
 // worker the scheduler's wake-up, about 7 and 15 us on the 2-core VM of
 // bench/bench.py. So a worker polls, for at most kSpin, only while jobs come
-// back to back (the last one came within kSpin of the one before): a loop of
+// back to back (the last call came within kSpin of the one before): a loop of
 // kernel calls keeps it polling, while in a training step, where PyTorch's
 // operators run for far longer between two kernel calls, it sleeps at once and
 // leaves the core to PyTorch's threads. (Polling there cost a ResNet-20 step
@@ -37,8 +37,9 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kSpin = std::chrono::microseconds(50);
 
 // Sleeping workers are woken only for a job of at least this many chunks (each
-// family's grain makes a chunk a few microseconds of work): a shorter one is over
-// before a woken worker could take a share.
+// family's grain makes a chunk a few microseconds of work), or for one that comes
+// within kSpin of the previous call: a short job now and then is over before a
+// woken worker could take a share.
 constexpr int64_t kWakeChunks = 4;
 
 // Chunks [0, n) in contiguous shares, one per participant. Each participant takes
@@ -96,9 +97,15 @@ class Pool {
 
   int size() const { return static_cast<int>(threads_.size()); }
 
-  // False when every worker sleeps and the job is too short to wake them for.
-  bool worth_it(int64_t n_chunks) const {
-    return n_chunks >= kWakeChunks || sleepers_.load() < size();
+  // False when every worker sleeps, the job is too short to wake them for, and the
+  // last job came long ago (calls that come back to back are worth one wake-up:
+  // the workers then keep polling).
+  bool worth_it(int64_t n_chunks) {
+    const auto now = Clock::now();
+    const bool recent = now - last_call_ < kSpin;
+    last_call_ = now;
+    back_to_back_.store(recent, std::memory_order_relaxed);
+    return n_chunks >= kWakeChunks || recent || sleepers_.load() < size();
   }
 
   // One job at a time: the caller holds g_run. The caller works too; `helpers`
@@ -158,11 +165,11 @@ class Pool {
 
   void work() {
     uint64_t seen = 0;
-    Clock::duration spin{0};  // none until jobs come back to back
     for (;;) {
-      const auto idle = Clock::now();
-      seen = wait_for_job(seen, spin);
-      spin = Clock::now() - idle < kSpin ? Clock::duration(kSpin) : Clock::duration(0);
+      // Poll only while the caller's calls come back to back (its own clock: a
+      // worker's wake-up can take longer than kSpin on a virtual machine).
+      const bool poll = back_to_back_.load(std::memory_order_relaxed);
+      seen = wait_for_job(seen, poll ? Clock::duration(kSpin) : Clock::duration(0));
       if (stop_.load()) return;
       running_.fetch_add(1);
       if (const int p = claim()) shares_.drain(p, *fn_);
@@ -180,6 +187,8 @@ class Pool {
   std::atomic<int> running_{0};
   ChunkFn* fn_ = nullptr;
   Shares shares_;
+  Clock::time_point last_call_{};  // the caller's, under g_run
+  std::atomic<bool> back_to_back_{false};
 };
 
 int default_threads() {
@@ -217,8 +226,8 @@ const int g_atfork_registered = pthread_atfork(atfork_prepare, atfork_parent, at
 // PyTorch's operators they are still polling for the next parallel region. A
 // kernel call run on that team takes no core from PyTorch and wakes nobody;
 // qatcore's own pool would put a second set of threads on the same cores, each
-// waiting for the other's to yield. Looked up (never loaded) until found; never
-// used in a forked child, where libgomp's threads are gone but its state is not.
+// waiting for the other's to yield. Looked up, never loaded; never used in a
+// forked child, where libgomp's threads are gone but its state is not.
 struct OpenMp {
   void (*parallel)(void (*)(void*), void*, unsigned, unsigned) = nullptr;  // GOMP_parallel
   int (*thread_num)() = nullptr;                                            // omp_get_thread_num
@@ -227,10 +236,16 @@ struct OpenMp {
 
 std::atomic<bool> g_openmp_allowed{true};
 
-const OpenMp* find_openmp() {
+// Callers hold g_run. The look-up (dlopen, about 20 us) runs at most once a second
+// until it succeeds, or whenever `now` is asked for.
+const OpenMp* find_openmp(bool now_please = false) {
   static OpenMp found;
-  static std::atomic<bool> ready{false};
-  if (ready.load(std::memory_order_acquire)) return &found;
+  static bool ready = false;
+  static Clock::time_point next_look{};
+  if (ready) return &found;
+  const auto now = Clock::now();
+  if (now < next_look && !now_please) return nullptr;
+  next_look = now + std::chrono::seconds(1);
   void* h = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD);
   if (h == nullptr) return nullptr;
   OpenMp o;
@@ -239,13 +254,13 @@ const OpenMp* find_openmp() {
   o.max_threads = reinterpret_cast<decltype(o.max_threads)>(dlsym(h, "omp_get_max_threads"));
   dlclose(h);  // NOLOAD took a reference to a library that stays loaded
   if (o.parallel == nullptr || o.thread_num == nullptr || o.max_threads == nullptr) return nullptr;
-  found = o;  // callers hold g_run: one writer
-  ready.store(true, std::memory_order_release);
+  found = o;
+  ready = true;
   return &found;
 }
 
-const OpenMp* usable_openmp() {
-  return g_openmp_allowed.load() && !g_forked ? find_openmp() : nullptr;
+const OpenMp* usable_openmp(bool look_now = false) {
+  return g_openmp_allowed.load() && !g_forked ? find_openmp(look_now) : nullptr;
 }
 
 struct OpenMpJob {
@@ -269,7 +284,10 @@ void set_num_threads(int n) { g_threads.store(std::max(1, n)); }
 int64_t grain_override() { return g_grain_override.load(); }
 void set_grain_override(int64_t n) { g_grain_override.store(std::max<int64_t>(0, n)); }
 
-bool openmp_threads() { return usable_openmp() != nullptr; }
+bool openmp_threads() {
+  std::lock_guard<std::mutex> lk(g_run);
+  return usable_openmp(true) != nullptr;
+}
 uint64_t parallel_jobs() { return g_parallel_jobs.load(); }
 void set_openmp_allowed(bool allowed) { g_openmp_allowed.store(allowed); }
 

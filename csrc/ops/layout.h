@@ -61,10 +61,10 @@ struct FamilyGrain {
 };
 inline constexpr FamilyGrain kFamilyGrains[] = {
     {Family::elementwise, "elementwise", int64_t{1} << 16},
-    {Family::ulq_backward, "ulq_backward", int64_t{1} << 16},
+    {Family::ulq_backward, "ulq_backward", int64_t{1} << 15},
     {Family::arq, "arq", int64_t{1} << 16},
-    {Family::reduce, "reduce", int64_t{1} << 16},
-    {Family::ifmr, "ifmr", int64_t{1} << 16},
+    {Family::reduce, "reduce", int64_t{1} << 17},
+    {Family::ifmr, "ifmr", int64_t{1} << 10},
 };
 
 // The family's grain, or the tests' override.
