@@ -11,7 +11,8 @@
 namespace qatcore::bindings {
 namespace {
 
-// clip_min/clip_max: finite float32 arrays of `channels` entries.
+// clip_min/clip_max: finite float32 arrays of `channels` entries, 1-d, or 0-d for one
+// channel (a tensor's clips as a framework holds them).
 struct Clips {
   py::array lo, hi;
 };
@@ -20,7 +21,8 @@ Clips checked_clips(py::handle clip_min, py::handle clip_max, int64_t channels) 
   Clips c{checked_array<float>(clip_min, "clip_min", false),
           checked_array<float>(clip_max, "clip_max", false)};
   for (const auto& [arr, name] : {std::pair{&c.lo, "clip_min"}, {&c.hi, "clip_max"}}) {
-    if (arr->ndim() != 1 || arr->shape(0) != channels) {
+    const bool scalar = arr->ndim() == 0 && channels == 1;
+    if (!scalar && (arr->ndim() != 1 || arr->shape(0) != channels)) {
       throw py::value_error(std::string(name) + ": expected a 1-d array of length " +
                             std::to_string(channels) + " (one per channel), got " +
                             describe(*arr));
@@ -97,7 +99,8 @@ std::pair<py::array_t<float>, py::array_t<float>> ulq_backward_py(
   check_no_partial_overlap(g, out, "grad_output", "out");
   const Layout l = layout_of(shape_of(x), axis, "x");
   const Clips c = checked_clips(clip_min, clip_max, l.channels);
-  py::array_t<float> grad_min(l.channels), grad_max(l.channels);
+  // Shaped like the clips, so that a framework hands them back as they are.
+  py::array_t<float> grad_min(shape_of(c.lo)), grad_max(shape_of(c.hi));
   int64_t bad;
   {
     py::gil_scoped_release release;

@@ -20,16 +20,17 @@ from qatcore import EPS, kernels, qrange
 
 
 def _on_kernels(*tensors: torch.Tensor) -> bool:
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    return all(t.is_cpu and t.dtype == torch.float32 for t in tensors)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     """A CPU float32 tensor's memory as a C-contiguous array (copied only when strided)."""
-    return t.detach().contiguous().numpy()
+    a = t.detach().numpy()
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _per_channel(t: torch.Tensor) -> np.ndarray:
-    """A 0-d or 1-d clip or scale tensor as the 1-d array the kernels take (a view)."""
+    """A 0-d or 1-d scale tensor as the 1-d array the kernels take (a view)."""
     return t.detach().reshape(-1).numpy()
 
 
@@ -196,9 +197,10 @@ class UlqFunction(torch.autograd.Function):
         ctx.save_for_backward(x, clip_min, clip_max)
         ctx.options = (fixed_min, num_bits, axis)
         if _on_kernels(x, clip_min, clip_max):
-            out, dst = _empty(x)
-            lo, hi = _per_channel(clip_min), _per_channel(clip_max)
-            kernels.ulq_forward(_np(x), dst, lo, hi, axis, fixed_min, num_bits)
+            out, dst = _empty(x)  # clips: 0-d per tensor, 1-d per channel, as the kernels take
+            kernels.ulq_forward(
+                _np(x), dst, _np(clip_min), _np(clip_max), axis, fixed_min, num_bits
+            )
             return out
         p = portable_ulq_params(clip_min, clip_max, fixed_min, num_bits)
         return portable_fake_quant(
@@ -211,22 +213,16 @@ class UlqFunction(torch.autograd.Function):
         fixed_min, num_bits, axis = ctx.options
         if _on_kernels(grad, x, clip_min, clip_max):
             gx, dst = _empty(x)
-            lo, hi = _per_channel(clip_min), _per_channel(clip_max)
-            gmin, gmax = kernels.ulq_backward(
-                _np(grad), _np(x), dst, lo, hi, axis, fixed_min, num_bits
-            )
-            return (
-                gx,
-                torch.from_numpy(gmin).reshape(clip_min.shape),
-                torch.from_numpy(gmax).reshape(clip_max.shape),
-                None,
-                None,
-                None,
-            )
-        gx, gmin, gmax = portable_ulq_backward(
-            grad, x, clip_min, clip_max, fixed_min, num_bits, axis
+            lo, hi = _np(clip_min), _np(clip_max)
+            # The clip gradients come back shaped like the clips.
+            sums = kernels.ulq_backward(_np(grad), _np(x), dst, lo, hi, axis, fixed_min, num_bits)
+            return gx, torch.from_numpy(sums[0]), torch.from_numpy(sums[1]), None, None, None
+        return (
+            *portable_ulq_backward(grad, x, clip_min, clip_max, fixed_min, num_bits, axis),
+            None,
+            None,
+            None,
         )
-        return gx, gmin, gmax, None, None, None
 
 
 class UlqWeightFunction(torch.autograd.Function):
@@ -254,10 +250,10 @@ class UlqWeightFunction(torch.autograd.Function):
             g = grad.contiguous()
             g_np = g.detach().numpy()
             # out=grad_output: grad_weight is the incoming gradient itself, not a copy.
-            grad_scale = kernels.ulq_weight_backward(
+            grad_s = kernels.ulq_weight_backward(
                 g_np, _np(w), g_np, _per_channel(scale), axis, num_bits
             )
-            return g, torch.from_numpy(grad_scale).reshape(scale.shape), None, None
+            return g, torch.from_numpy(grad_s).reshape(scale.shape), None, None
         gw, grad_scale = portable_ulq_weight_backward(grad, w, scale, num_bits, axis)
         return gw, grad_scale, None, None
 
