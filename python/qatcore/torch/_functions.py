@@ -20,7 +20,10 @@ from qatcore import EPS, kernels, qrange
 
 
 def _on_kernels(*tensors: torch.Tensor) -> bool:
-    return all(t.is_cpu and t.dtype == torch.float32 for t in tensors)
+    for t in tensors:
+        if not t.is_cpu or t.dtype != torch.float32:
+            return False
+    return True
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
