@@ -5,9 +5,10 @@ training step against FP32 and torch.ao, in one run and one table.
                           [--only CASES]
 
 ``--only`` takes a comma-separated list of cases, run in the table's order: ``arq``,
-``ulq``, ``ulq_weight``, ``ifmr`` (the kernels on large tensors; the group ``kernels``
-is all four), ``digits``, ``resnet20`` (the training steps; the group ``train`` is
-both). The default runs everything, e.g. ``--only train`` or ``--only ulq_weight``.
+``ulq``, ``ulq_weight``, ``ifmr`` (the kernels on large tensors), ``threads`` (see
+below; the group ``kernels`` is these five), ``digits``, ``resnet20`` (the training
+steps; the group ``train`` is both). The default runs everything, e.g. ``--only train``
+or ``--only ulq_weight``.
 
 Every kernel row is the median of --repeat timed runs after two warm-up runs, in this
 one process. "GB/s" counts the bytes a kernel must move at the least (read its
@@ -19,6 +20,15 @@ time of the same tensor (lower is better, 1.0 is memory speed), or / the FP32 st
 for the QAT rows; "x faster than torch" is the PyTorch time (torch.ao QAT for the
 QAT rows, the autograd graph of the same formulas for weight ULQ) at the same thread
 count / qatcore time.
+
+The ``threads`` case times the ULQ kernels on a (32, 32, 32, 32) activation (4 MiB,
+in cache, as in a training step) against a copy of the same tensor in cache, then
+prints two more tables: ULQ forward, backward and ARQ from 64K to 64M elements at each
+thread count (microseconds, and the speed-up of the last count over the first), and
+for each family of operations and each source of threads (PyTorch's OpenMP team, which
+is loaded here, and qatcore's pool) the smallest size from which two threads on two
+chunks beat one thread by 10% at every larger power of two, beside the size below
+which the compiled grains keep a call on one thread.
 
 The training-step cases (forward, cross-entropy, backward, optimizer step on one
 fixed random batch of 32) build FP32, torch.ao eager QAT and qatcore QAT models

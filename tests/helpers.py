@@ -53,7 +53,7 @@ def backend(
         try:
             yield
         finally:
-            _core.set_openmp_allowed(True)
+            _core.set_openmp_allowed(os.environ.get("QATCORE_OPENMP", "1") != "0")
             _core.set_grain(old_grain)
 
 

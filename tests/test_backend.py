@@ -12,7 +12,7 @@ import pytest
 
 import qatcore
 import reference as ref
-from helpers import BACKENDS, assert_same_floats
+from helpers import BACKENDS, assert_same_floats, require_torch
 
 
 def cpu_flags() -> set[str]:
@@ -102,6 +102,14 @@ def test_environment_errors_are_clear() -> None:
     assert proc.returncode != 0 and "QATCORE_NUM_THREADS: expected an integer >= 1" in proc.stderr
     proc = run_python("import qatcore; print(qatcore.get_num_threads())", QATCORE_NUM_THREADS="3")
     assert proc.stdout.strip() == "3", proc.stderr
+    proc = run_python("import qatcore", QATCORE_OPENMP="no")
+    assert proc.returncode != 0 and "QATCORE_OPENMP: expected 0 or 1" in proc.stderr
+
+
+def test_qatcore_openmp_0_keeps_kernels_on_the_pool() -> None:
+    require_torch()
+    code = "import torch, qatcore; print(qatcore.backend_info()['threads_from'])"
+    assert run_python(code, QATCORE_OPENMP="0").stdout.strip() == "qatcore pool"
 
 
 def test_concurrent_callers_share_the_pool_safely() -> None:

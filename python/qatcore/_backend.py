@@ -76,7 +76,8 @@ def backend_info() -> dict[str, object]:
 
 
 def apply_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
-    """Apply ``QATCORE_ISA`` (a cap on the level) and ``QATCORE_NUM_THREADS``."""
+    """Apply ``QATCORE_ISA`` (a cap on the level), ``QATCORE_NUM_THREADS`` and
+    ``QATCORE_OPENMP`` (``0``: never run on the process's OpenMP threads)."""
     cap = environ.get("QATCORE_ISA", "").strip().lower()
     if cap:
         if cap not in ISA_LEVELS:
@@ -90,3 +91,8 @@ def apply_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -
         if not threads.isdigit() or int(threads) < 1:
             raise ValueError(f"QATCORE_NUM_THREADS: expected an integer >= 1, got {threads!r}")
         _core.set_num_threads(int(threads))
+    openmp = environ.get("QATCORE_OPENMP", "").strip()
+    if openmp:
+        if openmp not in ("0", "1"):
+            raise ValueError(f"QATCORE_OPENMP: expected 0 or 1, got {openmp!r}")
+        _core.set_openmp_allowed(openmp == "1")
