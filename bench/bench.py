@@ -63,15 +63,22 @@ QMIN, QMAX = qrange(8)  # the INT8 grid every case runs on
 ROUNDS = 60  # interleaved rounds of the training-step cases
 
 
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    fn()
+def median_us(fn: Callable[[], object], repeat: int = 200, warmup: int = 20) -> float:
+    """Median of ``repeat`` back-to-back calls after ``warmup`` untimed ones, in
+    microseconds."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return statistics.median(times) * 1e6
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    """Median of ``repeat`` calls after two untimed ones, in milliseconds."""
+    return median_us(fn, repeat, warmup=2) / 1e3
 
 
 def time_copy(x: np.ndarray, repeat: int) -> float:
@@ -520,18 +527,6 @@ def bench_resnet20_step(rounds: int, thread_counts: list[int]) -> list[Row]:
 
 
 # ---- threads: in-cache sizes, thread scaling, the grains -------------------------------
-
-
-def median_us(fn: Callable[[], object], repeat: int = 200) -> float:
-    """Median of ``repeat`` back-to-back calls after 20 untimed ones, in microseconds."""
-    for _ in range(20):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
 
 
 def family_calls(n: int) -> dict[str, Callable[[], object]]:
