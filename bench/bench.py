@@ -24,7 +24,8 @@ count / qatcore time.
 The ``threads`` case times the ULQ kernels on a (32, 32, 32, 32) activation (4 MiB,
 in cache, as in a training step) against a copy of the same tensor in cache, then
 prints two more tables: ULQ forward, backward and ARQ from 64K to 64M elements at each
-thread count (microseconds, and the speed-up of the last count over the first), and
+thread count (microseconds, and the speed-up of the last count over the first), with
+PyTorch's copy_ of the same size as the memory's own limit at that moment, and
 for each family of operations and each source of threads (PyTorch's OpenMP team, which
 is loaded here, and qatcore's pool) the smallest size from which two threads on two
 chunks beat one thread by 10% at every larger power of two, beside the size below
@@ -588,15 +589,20 @@ def measure_grains(thread_counts: list[int]) -> list[tuple[str, str, int | None,
 
 def thread_scaling(thread_counts: list[int]) -> list[tuple[str, int, dict[int, float]]]:
     """ULQ forward and backward (per tensor) and ARQ (per channel, 64 channels) at each
-    thread count, on 64K to 64M elements, with the compiled grains: microseconds."""
+    thread count, on 64K to 64M elements, with the compiled grains: microseconds. Beside
+    them PyTorch's copy_ of the same tensor on the same threads: what the memory lets a
+    second thread gain at that moment."""
     table = []
     for e in range(16, 27, 2):
         n = 2**e
         calls = family_calls(n)
+        src, dst = torch.ones(n), torch.empty(n)
+        calls["copy"] = lambda dst=dst, src=src: dst.copy_(src)
         for name, family in [
             ("ulq fwd", "elementwise"),
             ("ulq bwd", "ulq_backward"),
             ("arq", "arq"),
+            ("torch copy_", "copy"),
         ]:
             times = {}
             for t in thread_counts:
@@ -638,12 +644,12 @@ def print_threads(a: argparse.Namespace) -> None:
     scaling = thread_scaling(a.threads)
     counts = a.threads
     print()
-    head = "kernel    elements " + "".join(f"{t:>9d} thr" for t in counts)
+    head = "kernel       elements " + "".join(f"{t:>9d} thr" for t in counts)
     if len(counts) > 1:
         head += f"  {counts[-1]} vs {counts[0]} thr"
     print(head + "   (us, median)")
     for name, n, times in scaling:
-        line = f"{name:9s} {n:>8d} " + "".join(f"{times[t]:13.1f}" for t in counts)
+        line = f"{name:12s} {n:>8d} " + "".join(f"{times[t]:13.1f}" for t in counts)
         if len(counts) > 1:
             line += f"  {times[counts[0]] / times[counts[-1]]:11.2f}x"
         print(line)
