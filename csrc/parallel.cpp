@@ -1,6 +1,7 @@
 #include "parallel.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -8,8 +9,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -138,10 +142,12 @@ class Pool {
 
  private:
   // Takes one open slot, if any is left: the participant number (1..helpers) or 0.
+  // Sequentially consistent, as running_ is: the worker's running_ increment and its
+  // read of open_ must not pass the caller's open_.store(0) and read of running_.
   int claim() {
-    int open = open_.load(std::memory_order_acquire);
+    int open = open_.load();
     while (open > 0) {
-      if (open_.compare_exchange_weak(open, open - 1, std::memory_order_acquire)) return open;
+      if (open_.compare_exchange_weak(open, open - 1)) return open;
     }
     return 0;
   }
@@ -227,7 +233,8 @@ const int g_atfork_registered = pthread_atfork(atfork_prepare, atfork_parent, at
 // kernel call run on that team takes no core from PyTorch and wakes nobody;
 // qatcore's own pool would put a second set of threads on the same cores, each
 // waiting for the other's to yield. Looked up, never loaded; never used in a
-// forked child, where libgomp's threads are gone but its state is not.
+// forked child, where libgomp's threads are gone but its state is not (note_load
+// catches a child that loads qatcore only after the fork).
 struct OpenMp {
   void (*parallel)(void (*)(void*), void*, unsigned, unsigned) = nullptr;  // GOMP_parallel
   int (*thread_num)() = nullptr;                                            // omp_get_thread_num
@@ -236,8 +243,27 @@ struct OpenMp {
 
 std::atomic<bool> g_openmp_allowed{true};
 
-// Callers hold g_run. The look-up (dlopen, about 20 us) runs at most once a second
-// until it succeeds, or whenever `now` is asked for.
+// The path of a loaded libgomp: "libgomp.so.1", or a wheel's renamed copy
+// ("libgomp-<hash>.so.1"); empty when none is loaded.
+std::string loaded_libgomp() {
+  std::string path;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        const char* name = info->dlpi_name;
+        const char* base = name ? std::strrchr(name, '/') : nullptr;
+        base = base ? base + 1 : name;
+        if (base && std::strncmp(base, "libgomp", 7) == 0) {
+          *static_cast<std::string*>(out) = name;
+          return 1;
+        }
+        return 0;
+      },
+      &path);
+  return path;
+}
+
+// Callers hold g_run. The look-up (about 20 us) runs at most once a second until it
+// succeeds, or whenever `now` is asked for.
 const OpenMp* find_openmp(bool now_please = false) {
   static OpenMp found;
   static bool ready = false;
@@ -246,7 +272,9 @@ const OpenMp* find_openmp(bool now_please = false) {
   const auto now = Clock::now();
   if (now < next_look && !now_please) return nullptr;
   next_look = now + std::chrono::seconds(1);
-  void* h = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD);
+  const std::string path = loaded_libgomp();
+  if (path.empty()) return nullptr;
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
   if (h == nullptr) return nullptr;
   OpenMp o;
   o.parallel = reinterpret_cast<decltype(o.parallel)>(dlsym(h, "GOMP_parallel"));
@@ -274,7 +302,8 @@ void openmp_body(void* data) {
   job->shares->drain(job->omp->thread_num(), *job->fn);
 }
 
-Shares g_openmp_shares;  // guarded by g_run
+// Guarded by g_run. Never freed: a daemon thread may still be in a kernel at exit.
+Shares& g_openmp_shares = *new Shares;
 std::atomic<uint64_t> g_parallel_jobs{0};
 
 }  // namespace
@@ -283,6 +312,26 @@ int num_threads() { return g_threads.load(); }
 void set_num_threads(int n) { g_threads.store(std::max(1, n)); }
 int64_t grain_override() { return g_grain_override.load(); }
 void set_grain_override(int64_t n) { g_grain_override.store(std::max<int64_t>(0, n)); }
+
+int process_threads() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  int n = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::sscanf(line, "Threads: %d", &n) == 1) break;
+  }
+  std::fclose(f);
+  return n;
+}
+
+void note_load() {
+  // A process that forked after its libgomp had started a team and then loads qatcore
+  // cannot be told from one that merely has libgomp loaded, except that the child has
+  // one thread. Such a process keeps to qatcore's pool, which is always safe.
+  std::lock_guard<std::mutex> lk(g_run);
+  if (!loaded_libgomp().empty() && process_threads() == 1) g_forked = true;
+}
 
 bool openmp_threads() {
   std::lock_guard<std::mutex> lk(g_run);

@@ -37,6 +37,8 @@ void set_grain_override(int64_t n);  // n >= 0
 // pool. Tests turn the team off to check the pool as well.
 bool openmp_threads();
 void set_openmp_allowed(bool allowed);
+// Called once when the extension loads (see parallel.cpp).
+void note_load();
 // How many calls have run on more than one thread so far (for tests).
 uint64_t parallel_jobs();
 

@@ -171,3 +171,29 @@ def test_forked_child_of_a_pytorch_process_does_not_hang() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0"
+
+
+def test_child_that_loads_qatcore_after_the_fork_does_not_hang() -> None:
+    """A process forked after PyTorch's team ran, which imports qatcore only then, keeps
+    to qatcore's pool."""
+    require_torch()
+    code = (
+        "import os, numpy as np, torch\n"
+        "torch.set_num_threads(2)\n"
+        "torch.ones(1 << 22).sum()  # PyTorch's team runs before the fork\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    import qatcore\n"
+        "    from qatcore import _core\n"
+        "    qatcore.set_num_threads(2)\n"
+        "    w = np.random.default_rng(0).standard_normal((512, 2048)).astype(np.float32)\n"
+        "    ok = qatcore.arq(w).output.shape == w.shape and not _core.openmp_threads()\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"

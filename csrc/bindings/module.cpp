@@ -6,11 +6,13 @@
 
 #include "bindings/register.h"
 #include "dispatch.h"
+#include "parallel.h"
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "qatcore's native kernels. Private: use the qatcore package.";
   m.attr("__version__") = QATCORE_VERSION;
   qatcore::kernels();  // the instruction set is chosen here, at import, after CPU detection
+  qatcore::note_load();
   qatcore::bindings::register_backend(m);
   qatcore::bindings::register_fake_quant(m);
   qatcore::bindings::register_arq(m);
