@@ -269,7 +269,13 @@ def test_core_rejects_unsafe_ulq_calls() -> None:
     with pytest.raises(ValueError, match="^clip_min: expected a 1-d array of length 1"):
         _core.ulq_forward(x, x.copy(), np.float32([-1, -1]), hi, None, False, 8)
     with pytest.raises(ValueError, match="^clip_min: expected a 1-d array"):
-        _core.ulq_params(np.array(-1.0, np.float32), np.array(1.0, np.float32), False, 8)
+        _core.ulq_params(np.zeros((1, 1), np.float32), hi, False, 8)
+    # 0-d clips are one channel, in ulq_params as in the forward and backward
+    zero_d = _core.ulq_params(np.array(-1.0, np.float32), np.array(1.0, np.float32), False, 8)
+    one_d = _core.ulq_params(lo, hi, False, 8)
+    assert all(np.array_equal(a, b) for a, b in zip(zero_d, one_d))
+    grads = _core.ulq_backward(x, x, x.copy(), np.array(-1.0, np.float32), hi, None, False, 8)
+    assert grads[0].shape == () and grads[1].shape == (1,)  # each in its clip's shape
     with pytest.raises(TypeError, match="^clip_min: expected a C-contiguous float32 array"):
         _core.ulq_params(np.float32(-1.0), hi, False, 8)
 

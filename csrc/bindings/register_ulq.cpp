@@ -53,11 +53,11 @@ using ScaleZp = std::pair<py::array_t<float>, py::array_t<int32_t>>;
 ScaleZp ulq_params_py(py::handle clip_min, py::handle clip_max, bool fixed_min, int num_bits) {
   const QRange r = checked_range(num_bits);
   py::array lo = checked_array<float>(clip_min, "clip_min", false);
-  if (lo.ndim() != 1) {
+  if (lo.ndim() > 1) {
     throw py::value_error("clip_min: expected a 1-d array (one entry per channel), got " +
                           describe(lo));
   }
-  const int64_t channels = lo.shape(0);
+  const int64_t channels = lo.ndim() == 0 ? 1 : lo.shape(0);
   const Clips c = checked_clips(clip_min, clip_max, channels);
   py::array_t<float> scale(channels);
   py::array_t<int32_t> zp(channels);
