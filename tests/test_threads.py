@@ -149,19 +149,13 @@ def test_kernels_run_on_pytorchs_openmp_threads() -> None:
         torch.set_num_threads(old)
 
 
-def test_forked_child_of_a_pytorch_process_does_not_hang() -> None:
-    """libgomp's team does not survive fork(): the child runs on qatcore's pool."""
-    require_torch()
+def child_exit_code(parent: str, child: str) -> str:
+    """Runs ``parent`` in a new Python, then forks: the child runs ``child`` (which sets
+    ``ok``) and exits 0 if ok, else 3. Returns what the parent printed: the child's exit
+    code. A hang in the child fails by the timeout."""
     code = (
-        "import os, numpy as np, torch, qatcore\n"
-        "from qatcore import _core\n"
-        "torch.set_num_threads(2); qatcore.set_num_threads(2)\n"
-        "torch.ones(1 << 20).sum()  # PyTorch's team runs once\n"
-        "w = np.random.default_rng(0).standard_normal((512, 2048)).astype(np.float32)\n"
-        "a = qatcore.arq(w).output\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    ok = np.array_equal(qatcore.arq(w).output, a) and not _core.openmp_threads()\n"
+        "import os\n" + parent + "pid = os.fork()\n"
+        "if pid == 0:\n" + "".join(f"    {line}\n" for line in child.splitlines()) + ""
         "    os._exit(0 if ok else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "print(os.waitstatus_to_exitcode(status))\n"
@@ -170,30 +164,38 @@ def test_forked_child_of_a_pytorch_process_does_not_hang() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "0"
+    return proc.stdout.strip()
+
+
+def test_forked_child_of_a_pytorch_process_does_not_hang() -> None:
+    """libgomp's team does not survive fork(): the child runs on qatcore's pool."""
+    require_torch()
+    parent = (
+        "import numpy as np, torch, qatcore\n"
+        "from qatcore import _core\n"
+        "torch.set_num_threads(2); qatcore.set_num_threads(2)\n"
+        "torch.ones(1 << 20).sum()  # PyTorch's team runs once\n"
+        "w = np.random.default_rng(0).standard_normal((512, 2048)).astype(np.float32)\n"
+        "a = qatcore.arq(w).output\n"
+    )
+    child = "ok = np.array_equal(qatcore.arq(w).output, a) and not _core.openmp_threads()"
+    assert child_exit_code(parent, child) == "0"
 
 
 def test_child_that_loads_qatcore_after_the_fork_does_not_hang() -> None:
     """A process forked after PyTorch's team ran, which imports qatcore only then, keeps
     to qatcore's pool."""
     require_torch()
-    code = (
-        "import os, numpy as np, torch\n"
+    parent = (
+        "import numpy as np, torch\n"
         "torch.set_num_threads(2)\n"
         "torch.ones(1 << 22).sum()  # PyTorch's team runs before the fork\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    import qatcore\n"
-        "    from qatcore import _core\n"
-        "    qatcore.set_num_threads(2)\n"
-        "    w = np.random.default_rng(0).standard_normal((512, 2048)).astype(np.float32)\n"
-        "    ok = qatcore.arq(w).output.shape == w.shape and not _core.openmp_threads()\n"
-        "    os._exit(0 if ok else 3)\n"
-        "_, status = os.waitpid(pid, 0)\n"
-        "print(os.waitstatus_to_exitcode(status))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    child = (
+        "import qatcore\n"
+        "from qatcore import _core\n"
+        "qatcore.set_num_threads(2)\n"
+        "w = np.random.default_rng(0).standard_normal((512, 2048)).astype(np.float32)\n"
+        "ok = qatcore.arq(w).output.shape == w.shape and not _core.openmp_threads()"
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "0"
+    assert child_exit_code(parent, child) == "0"
