@@ -564,6 +564,7 @@ def measure_grains(thread_counts: list[int]) -> list[tuple[str, str, int | None,
     pools = ["openmp", "qatcore pool"] if _core.openmp_threads() else ["qatcore pool"]
     sizes = [2**e for e in range(8, 21)]
     found = []
+    allowed = _core.openmp_allowed()
     for pool in pools:
         _core.set_openmp_allowed(pool == "openmp")
         torch.set_num_threads(2)
@@ -583,7 +584,7 @@ def measure_grains(thread_counts: list[int]) -> list[tuple[str, str, int | None,
             found.append(
                 (family, pool, None if first is None else sizes[first], 2 * _core.grains()[family])
             )
-    _core.set_openmp_allowed(True)
+    _core.set_openmp_allowed(allowed)
     return found
 
 

@@ -338,6 +338,7 @@ bool openmp_threads() {
   return usable_openmp(true) != nullptr;
 }
 uint64_t parallel_jobs() { return g_parallel_jobs.load(); }
+bool openmp_allowed() { return g_openmp_allowed.load(); }
 void set_openmp_allowed(bool allowed) { g_openmp_allowed.store(allowed); }
 
 void parallel_chunks(int64_t n_chunks, ChunkFn f) {

@@ -36,6 +36,7 @@ void set_grain_override(int64_t n);  // n >= 0
 // threads, when PyTorch is loaded; see parallel.cpp) rather than on qatcore's own
 // pool. Tests turn the team off to check the pool as well.
 bool openmp_threads();
+bool openmp_allowed();
 void set_openmp_allowed(bool allowed);
 // Called once when the extension loads (see parallel.cpp).
 void note_load();

@@ -46,14 +46,14 @@ def backend(
 ) -> Iterator[None]:
     """The kernels at ``isa`` on ``threads`` threads from ``pool``; ``grain`` elements per
     chunk (None: each family's measured grain)."""
-    old_grain = _core.get_grain()
+    old_grain, old_openmp = _core.get_grain(), _core.openmp_allowed()
     with qatcore.use_backend(isa=isa, num_threads=threads):
         _core.set_grain(grain or 0)
         _core.set_openmp_allowed(pool == "openmp")
         try:
             yield
         finally:
-            _core.set_openmp_allowed(os.environ.get("QATCORE_OPENMP", "1") != "0")
+            _core.set_openmp_allowed(old_openmp)
             _core.set_grain(old_grain)
 
 

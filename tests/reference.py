@@ -114,13 +114,12 @@ def ulq_forward(x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
     return y, p
 
 
-def ulq_backward_terms(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
-    """SPEC "ULQ" backward, before the sums: (grad_x float32, the float64 terms of
-    grad_clip_min, the float64 terms of grad_clip_max), each the shape of x.
+def _ulq_backward_parts(g, x, clip_min, clip_max, fixed_min, num_bits, axis):
+    """What SPEC "ULQ" backward is made of, each the shape of x: grad_x (float32), g and
+    d = rint(t) - t (float64), the masks upper and lower; and L.
 
     upper = x > hi_e;  lower = x < lo_e;  grad_x = g where inside, else 0
-    t = (cmax if upper else cmin if lower else x) * inv_s;  e = (rint(t) - t) / L
-    grad_clip_max terms: g * (e + upper);  grad_clip_min terms: g * (lower - e), 0 if fixed_min
+    t = (cmax if upper else cmin if lower else x) * inv_s
     """
     x = np.asarray(x, dtype=np.float32)
     g = np.asarray(g, dtype=np.float32)
@@ -134,8 +133,22 @@ def ulq_backward_terms(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, ax
     grad_x = np.where(inside, g, np.float32(0)).astype(np.float32)
     with np.errstate(invalid="ignore"):
         t = np.where(upper, p["cmax"], np.where(lower, p["cmin"], x)) * p["inv_scale"]
-        e = (np.rint(t) - t).astype(np.float64) / np.float64(p["levels"])
-        g64 = g.astype(np.float64)
+        d = (np.rint(t) - t).astype(np.float64)
+    return grad_x, g.astype(np.float64), d, upper, lower, np.float64(p["levels"].reshape(-1)[0])
+
+
+def ulq_backward_terms(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, axis=None):
+    """SPEC "ULQ" backward, before the sums: (grad_x float32, the float64 terms of
+    grad_clip_min, the float64 terms of grad_clip_max), each the shape of x.
+
+    e = (rint(t) - t) / L;  grad_clip_max terms: g * (e + upper);
+    grad_clip_min terms: g * (lower - e), 0 if fixed_min
+    """
+    grad_x, g64, d, upper, lower, levels = _ulq_backward_parts(
+        g, x, clip_min, clip_max, fixed_min, num_bits, axis
+    )
+    with np.errstate(invalid="ignore"):
+        e = d / levels
         max_terms = g64 * (e + upper)
         min_terms = np.zeros_like(max_terms) if fixed_min else g64 * (lower - e)
     return grad_x, min_terms, max_terms
@@ -406,19 +419,11 @@ def ulq_backward_exact(g, x, clip_min, clip_max, fixed_min=False, num_bits=8, ax
 
     gd = sum(g * (rint(t) - t)), gup = sum(g where upper), glo = sum(g where lower);
     grad_clip_max = float32(gd / L + gup), grad_clip_min = float32(glo - gd / L)."""
-    x = np.asarray(x, dtype=np.float32)
-    g = np.asarray(g, dtype=np.float32)
-    p = {
-        k: _along(np.asarray(v), axis, x.ndim)
-        for k, v in ulq_params(clip_min, clip_max, fixed_min, num_bits).items()
-    }
-    upper, lower = x > p["hi_e"], x < p["lo_e"]
-    grad_x = np.where(upper | lower, np.float32(0), g).astype(np.float32)
+    grad_x, g64, d, upper, lower, levels = _ulq_backward_parts(
+        g, x, clip_min, clip_max, fixed_min, num_bits, axis
+    )
     with np.errstate(invalid="ignore"):
-        t = np.where(upper, p["cmax"], np.where(lower, p["cmin"], x)) * p["inv_scale"]
-        d = (np.rint(t) - t).astype(np.float64)
-        g64 = g.astype(np.float64)
-        e = ordered_sum(g64 * d, axis) / np.float64(p["levels"].reshape(-1)[0])
+        e = ordered_sum(g64 * d, axis) / levels
         grad_max = (e + ordered_sum(np.where(upper, g64, 0.0), axis)).astype(np.float32)
         grad_min = (ordered_sum(np.where(lower, g64, 0.0), axis) - e).astype(np.float32)
     if fixed_min:

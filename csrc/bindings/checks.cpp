@@ -95,4 +95,16 @@ Params checked_params(py::handle scale_obj, py::handle zp_obj, int64_t channels,
   return p;
 }
 
+BackwardArrays checked_backward(py::handle g_obj, py::handle in_obj, const char* in_name,
+                                py::handle out_obj) {
+  BackwardArrays a{checked_array<float>(g_obj, "grad_output", false),
+                   checked_array<float>(in_obj, in_name, false),
+                   checked_array<float>(out_obj, "out", true)};
+  check_same_shape(a.in, in_name, a.g, "grad_output");
+  check_same_shape(a.in, in_name, a.out, "out");
+  check_no_partial_overlap(a.in, a.out, in_name, "out");
+  check_no_partial_overlap(a.g, a.out, "grad_output", "out");
+  return a;
+}
+
 }  // namespace qatcore::bindings

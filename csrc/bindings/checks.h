@@ -91,6 +91,14 @@ std::pair<py::array, py::array> checked_in_out(py::handle in_obj, const char* in
   return {in, out};
 }
 
+// A backward's float32 arrays: grad_output, the forward's input (`in_name`) and the
+// output buffer, all of one shape; out may be either input or share nothing with them.
+struct BackwardArrays {
+  py::array g, in, out;
+};
+BackwardArrays checked_backward(py::handle g_obj, py::handle in_obj, const char* in_name,
+                                py::handle out_obj);
+
 // num_bits in [kMinBits, kMaxBits], and its grid.
 QRange checked_range(int num_bits);
 

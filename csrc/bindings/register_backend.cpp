@@ -57,6 +57,7 @@ void register_backend(py::module_& m) {
   });
   // Tests only: False makes parallel calls use qatcore's own pool even where an
   // OpenMP team is loaded.
+  m.def("openmp_allowed", &openmp_allowed);
   m.def("set_openmp_allowed", &set_openmp_allowed, py::arg("allowed"));
   // Tests only: a positive grain splits every operation into chunks of n items; 0
   // restores each family's measured grain.

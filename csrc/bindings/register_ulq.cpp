@@ -90,13 +90,7 @@ std::pair<py::array_t<float>, py::array_t<float>> ulq_backward_py(
     py::handle g_obj, py::handle x_obj, py::handle out_obj, py::handle clip_min,
     py::handle clip_max, std::optional<int64_t> axis, bool fixed_min, int num_bits) {
   const QRange r = checked_range(num_bits);
-  py::array g = checked_array<float>(g_obj, "grad_output", false);
-  py::array x = checked_array<float>(x_obj, "x", false);
-  py::array out = checked_array<float>(out_obj, "out", true);
-  check_same_shape(x, "x", g, "grad_output");
-  check_same_shape(x, "x", out, "out");
-  check_no_partial_overlap(x, out, "x", "out");
-  check_no_partial_overlap(g, out, "grad_output", "out");
+  auto [g, x, out] = checked_backward(g_obj, x_obj, "x", out_obj);
   const Layout l = layout_of(shape_of(x), axis, "x");
   const Clips c = checked_clips(clip_min, clip_max, l.channels);
   // Shaped like the clips, so that a framework hands them back as they are.
@@ -137,13 +131,7 @@ py::array_t<float> ulq_weight_backward_py(py::handle g_obj, py::handle w_obj, py
                                           py::handle scale_obj, std::optional<int64_t> axis,
                                           int num_bits) {
   const QRange r = checked_range(num_bits);
-  py::array g = checked_array<float>(g_obj, "grad_output", false);
-  py::array w = checked_array<float>(w_obj, "w", false);
-  py::array out = checked_array<float>(out_obj, "out", true);
-  check_same_shape(w, "w", g, "grad_output");
-  check_same_shape(w, "w", out, "out");
-  check_no_partial_overlap(w, out, "w", "out");
-  check_no_partial_overlap(g, out, "grad_output", "out");
+  auto [g, w, out] = checked_backward(g_obj, w_obj, "w", out_obj);
   const Layout l = layout_of(shape_of(w), axis, "w");
   const py::array scale = checked_scale(scale_obj, l.channels);
   py::array_t<float> grad_scale(l.channels);

@@ -222,26 +222,23 @@ int64_t ulq_row_prefix(const float* x, const float* g, float* gx, int64_t n, con
   return i;
 }
 
-// The weight backward's twin runs as fast as intrinsics here (measured): none.
-template <bool kWrite>
-int64_t weight_row_prefix(const float*, const float*, float*, int64_t, const UlqWeightConst&,
-                          float, float, double (&)[kUlqWeightSums][kLanes]) {
-  return 0;
-}
-
-#else  // the baseline build: the twins do it all
+#else  // the baseline build: the twin does it all
 
 int64_t ulq_row_prefix(const float*, const float*, float*, int64_t, const UlqConst&,
                        double (&)[kUlqSums][kLanes]) {
   return 0;
 }
 
+#endif
+
+#if !defined(__AVX512F__)
+// Below AVX-512 the weight backward's twin runs as fast as intrinsics (measured at
+// AVX2): no prefix.
 template <bool kWrite>
 int64_t weight_row_prefix(const float*, const float*, float*, int64_t, const UlqWeightConst&,
                           float, float, double (&)[kUlqWeightSums][kLanes]) {
   return 0;
 }
-
 #endif
 
 void backward_row(const float* x, const float* g, float* gx, int64_t n, UlqConst c, double* acc) {

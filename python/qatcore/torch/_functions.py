@@ -34,8 +34,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _per_channel(t: torch.Tensor) -> np.ndarray:
     """A 0-d or 1-d scale tensor as the 1-d C-contiguous array the kernels take."""
-    a = t.detach().reshape(-1).numpy()
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    return _np(t.reshape(-1))
 
 
 def _empty(x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
