@@ -32,13 +32,15 @@ chunks beat one thread by 10% at every larger power of two, beside the size belo
 which the compiled grains keep a call on one thread.
 
 The training-step cases (forward, cross-entropy, backward, optimizer step on one
-fixed random batch of 32) build FP32, torch.ao eager QAT and qatcore QAT models
-from the same float weights and time their steps interleaved: after a warm-up that
-includes qatcore's calibration batches, R rounds of one step of each in turn, so
-drift and warm-up fall on all three alike; each row is the median of its R steps
-(5R for the digits CNN, whose step is short). The row under them is qatcore's
+fixed random batch of 32) build four models from the same float weights: FP32;
+"fp32 + copies", FP32 whose quantizable layers take a copy of their input and weight
+(the least any fake quantization that writes the tensor the layer reads can cost);
+torch.ao eager QAT; qatcore QAT. They time their steps interleaved: after a warm-up
+that includes qatcore's calibration batches, R rounds of one step of each in turn, so
+drift and warm-up fall on all four alike; each row is the median of its R steps
+(5R for the digits CNN, whose step is short). The rows under them are qatcore's
 added cost over FP32 as a fraction of torch.ao's, (qatcore - fp32) / (torch.ao -
-fp32), with qatcore - fp32 in its ms column.
+fp32), and of the copies', with qatcore - fp32 in their ms column.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -357,6 +360,47 @@ def training_step(
     return step
 
 
+class _Copy(torch.autograd.Function):
+    """A copy whose gradient passes through unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class _CopiedConv2d(torch.nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(_Copy.apply(x), _Copy.apply(self.weight), self.bias)
+
+
+class _CopiedLinear(torch.nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(_Copy.apply(x), _Copy.apply(self.weight), self.bias)
+
+
+def copy_floor(fp32: torch.nn.Module) -> torch.nn.Module:
+    """The FP32 model whose every layer that qatcore quantizes takes a copy of its input
+    and of its weight (an autograd Function: clone forward, gradient passed through).
+    This is the least any fake quantization costs that writes the tensor the layer
+    reads, as qatcore's, torch.ao's and AMCT's all do: one pass over each quantized
+    tensor forward, none backward (where a real quantizer must still mask the gradient
+    and sum the clip gradients)."""
+    from qatcore.torch import quantizable_layers
+
+    model = copy.deepcopy(fp32)
+    copied = {torch.nn.Conv2d: _CopiedConv2d, torch.nn.Linear: _CopiedLinear}
+    for name, kind in quantizable_layers(model).items():
+        layer = model.get_submodule(name)
+        if type(layer) not in copied:
+            raise TypeError(f"copy_floor: {name} is a {kind}; add a copied twin of it")
+        layer.__class__ = copied[type(layer)]
+    return model
+
+
 def qat_step_rows(
     case: str,
     fp32: torch.nn.Module,
@@ -368,12 +412,13 @@ def qat_step_rows(
     warmup: int,
     rounds: int,
 ) -> list[Row]:
-    """FP32, torch.ao eager QAT and qatcore QAT of the same float weights, their
-    training steps timed interleaved (interleaved_ms) at each thread count. qatcore's
+    """FP32, FP32 with copies (copy_floor), torch.ao eager QAT and qatcore QAT of the
+    same float weights, their training steps timed interleaved (interleaved_ms) at each
+    thread count. qatcore's
     model is prepared with the default RetrainConfig: every Conv and Linear quantized,
     the first batch_num (1) batches calibrate, so the warm-up must cover them.
-    "x copy" is time / FP32 time; the last row is qatcore's added cost over FP32
-    as a fraction of torch.ao's."""
+    "x copy" is time / FP32 time; the last rows are qatcore's added cost over FP32
+    as a fraction of torch.ao's and of the copies'."""
     from qatcore.torch import prepare_qat
 
     rows = []
@@ -382,6 +427,7 @@ def qat_step_rows(
         qatcore.set_num_threads(n)
         models = {
             "fp32": copy.deepcopy(fp32),
+            "fp32 + copies": copy_floor(fp32),
             "torch.ao QAT": torch_ao_qat(fp32),
             "qatcore QAT": prepare_qat(fp32),
         }
@@ -390,16 +436,24 @@ def qat_step_rows(
         for name, step in steps.items():  # a diverged model would time NaN paths
             if not torch.isfinite(step()):
                 raise RuntimeError(f"{case}: the {name} model diverged; lower the learning rate")
-        base, theirs, ours = ms["fp32"], ms["torch.ao QAT"], ms["qatcore QAT"]
+        base, floor = ms["fp32"], ms["fp32 + copies"]
+        theirs, ours = ms["torch.ao QAT"], ms["qatcore QAT"]
         rows.append(Row(case, "fp32", n, base, 0, base))
+        rows.append(Row(case, "fp32 + copies", n, floor, 0, base))
         rows.append(Row(case, "torch.ao QAT", n, theirs, 0, base))
         rows.append(Row(case, "qatcore QAT", n, ours, 0, base, theirs))
-        added = f"{(ours - base) / (theirs - base):.2f}" if theirs > base else "n/a"
-        rows.append(
-            Row(
-                f"  added cost over fp32: qatcore / torch.ao = {added}", "", n, ours - base, 0, base
+        for other, other_ms in (("torch.ao", theirs), ("the copies", floor)):
+            added = f"{(ours - base) / (other_ms - base):.2f}" if other_ms > base else "n/a"
+            rows.append(
+                Row(
+                    f"  added cost over fp32: qatcore / {other} = {added}",
+                    "",
+                    n,
+                    ours - base,
+                    0,
+                    base,
+                )
             )
-        )
     return rows
 
 
