@@ -414,9 +414,9 @@ def qat_step_rows(
 ) -> list[Row]:
     """FP32, FP32 with copies (copy_floor), torch.ao eager QAT and qatcore QAT of the
     same float weights, their training steps timed interleaved (interleaved_ms) at each
-    thread count. qatcore's
-    model is prepared with the default RetrainConfig: every Conv and Linear quantized,
-    the first batch_num (1) batches calibrate, so the warm-up must cover them.
+    thread count. qatcore's model is prepared with the default RetrainConfig: every
+    Conv and Linear quantized, the first batch_num (1) batches calibrate, so the warm-up
+    must cover them.
     "x copy" is time / FP32 time; the last rows are qatcore's added cost over FP32
     as a fraction of torch.ao's and of the copies'."""
     from qatcore.torch import prepare_qat
