@@ -147,6 +147,45 @@ def bench_arq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> 
     return rows
 
 
+@dataclass
+class ForwardBackward:
+    """A quantizer's forward and backward on preallocated outputs, the number of tensors
+    its backward must move at the least (its forward moves two: input in, output out),
+    and PyTorch's forward+backward of the same quantizer."""
+
+    forward: Callable[[], object]
+    backward: Callable[[], object]
+    backward_tensors: int
+    torch_name: str
+    torch_step: Callable[[], object]
+
+    def rows(
+        self, case: str, nbytes: int, copy_ms: float, repeat: int, thread_counts: list[int]
+    ) -> list[Row]:
+        """At each thread count: qatcore's forward, backward and both in turn, beside
+        PyTorch's forward+backward (timed max(3, repeat // 3) times: it is slow)."""
+
+        def both() -> None:
+            self.forward()
+            self.backward()
+
+        fwd_bytes, bwd_bytes = 2 * nbytes, self.backward_tensors * nbytes
+        rows = []
+        for n in thread_counts:
+            torch.set_num_threads(n)
+            qatcore.set_num_threads(n)
+            torch_ms = median_ms(self.torch_step, max(3, repeat // 3))
+            fwd_ms, bwd_ms = median_ms(self.forward, repeat), median_ms(self.backward, repeat)
+            both_ms, both_bytes = median_ms(both, repeat), fwd_bytes + bwd_bytes
+            rows += [
+                Row(f"{case} fwd", "qatcore", n, fwd_ms, fwd_bytes, copy_ms),
+                Row(f"{case} bwd", "qatcore", n, bwd_ms, bwd_bytes, copy_ms),
+                Row(f"{case} fwd+bwd", self.torch_name, n, torch_ms, both_bytes, copy_ms),
+                Row(f"{case} fwd+bwd", "qatcore", n, both_ms, both_bytes, copy_ms, torch_ms),
+            ]
+        return rows
+
+
 def torch_ulq_learnable(
     x: torch.Tensor, g: torch.Tensor, scale: float, zero_point: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -184,33 +223,12 @@ def bench_ulq(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> 
     def bwd() -> None:
         qatcore.ulq_backward(g, x, clip_min, clip_max, out=gx)
 
-    def both() -> None:
-        fwd()
-        bwd()
+    def theirs() -> None:
+        torch_ulq_learnable(xt, gt, float(params.scale), int(params.zero_point))
 
-    for n in thread_counts:
-        torch.set_num_threads(n)
-        qatcore.set_num_threads(n)
-        torch_ms = median_ms(
-            lambda: torch_ulq_learnable(xt, gt, float(params.scale), int(params.zero_point)),
-            max(3, repeat // 3),
-        )
-        rows.append(Row(f"{case} fwd", "qatcore", n, median_ms(fwd, repeat), 2 * x.nbytes, copy_ms))
-        # backward moves x and grad_output in, grad_input out: three tensors.
-        rows.append(Row(f"{case} bwd", "qatcore", n, median_ms(bwd, repeat), 3 * x.nbytes, copy_ms))
-        rows.append(Row(f"{case} fwd+bwd", "torch LSQ", n, torch_ms, 5 * x.nbytes, copy_ms))
-        rows.append(
-            Row(
-                f"{case} fwd+bwd",
-                "qatcore",
-                n,
-                median_ms(both, repeat),
-                5 * x.nbytes,
-                copy_ms,
-                torch_ms,
-            )
-        )
-    return rows
+    # backward moves x and grad_output in, grad_input out: three tensors.
+    steps = ForwardBackward(fwd, bwd, 3, "torch LSQ", theirs)
+    return rows + steps.rows(case, x.nbytes, copy_ms, repeat, thread_counts)
 
 
 def torch_ulq_weight_autograd(
@@ -267,30 +285,12 @@ def bench_ulq_weight(shape: tuple[int, ...], repeat: int, thread_counts: list[in
     def bwd() -> None:
         qatcore.ulq_weight_backward(g, w, scale, axis=0, out=g)
 
-    def both() -> None:
-        fwd()
-        bwd()
+    def theirs() -> None:
+        torch_ulq_weight_autograd(wt, st, gt)
 
-    for n in thread_counts:
-        torch.set_num_threads(n)
-        qatcore.set_num_threads(n)
-        torch_ms = median_ms(lambda: torch_ulq_weight_autograd(wt, st, gt), max(3, repeat // 3))
-        rows.append(Row(f"{case} fwd", "qatcore", n, median_ms(fwd, repeat), 2 * w.nbytes, copy_ms))
-        # backward reads w and grad_output; grad_weight is grad_output itself.
-        rows.append(Row(f"{case} bwd", "qatcore", n, median_ms(bwd, repeat), 2 * w.nbytes, copy_ms))
-        rows.append(Row(f"{case} fwd+bwd", "torch autograd", n, torch_ms, 4 * w.nbytes, copy_ms))
-        rows.append(
-            Row(
-                f"{case} fwd+bwd",
-                "qatcore",
-                n,
-                median_ms(both, repeat),
-                4 * w.nbytes,
-                copy_ms,
-                torch_ms,
-            )
-        )
-    return rows
+    # backward reads w and grad_output; grad_weight is grad_output itself.
+    steps = ForwardBackward(fwd, bwd, 2, "torch autograd", theirs)
+    return rows + steps.rows(case, w.nbytes, copy_ms, repeat, thread_counts)
 
 
 def bench_ifmr(shape: tuple[int, ...], repeat: int, thread_counts: list[int]) -> list[Row]:
