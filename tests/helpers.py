@@ -1,10 +1,13 @@
-"""Running kernels at every ISA level and thread count, and comparing floats exactly."""
+"""Running kernels at every ISA level and thread count, comparing floats exactly, and
+running Python in a child process."""
 
 from __future__ import annotations
 
 import importlib
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -135,3 +138,49 @@ def require_module(name: str) -> ModuleType:
 
 def require_torch() -> ModuleType:
     return require_module("torch")
+
+
+def run_python(
+    code: str, *, timeout: float | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``python -c code`` in a new process with this environment less its QATCORE_*
+    settings, plus ``env``; returns it finished, output captured as text, whatever its
+    exit status. Past ``timeout`` seconds (a hang) it raises ``TimeoutExpired``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QATCORE_")}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``python -m qatcore *args`` with warnings off, so that stderr holds only what
+    the command itself prints; returns it finished, whatever its exit status."""
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "qatcore", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def child_exit_code(parent: str, child: str) -> str:
+    """Runs ``parent`` in a new Python, then forks: the child runs ``child`` (which sets
+    ``ok``) and exits 0 if ok, else 3. Returns what the parent printed: the child's exit
+    code. A hang in the child fails by the timeout."""
+    in_child = "".join(
+        f"    {line}\n" for line in [*child.splitlines(), "os._exit(0 if ok else 3)"]
+    )
+    code = (
+        f"import os\n{parent}pid = os.fork()\nif pid == 0:\n{in_child}"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    proc = run_python(code, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
+from helpers import run_cli
 from qatcore import (
     ConfigError,
     LayerConfig,
@@ -460,15 +459,6 @@ def test_to_amct_refuses_what_its_layout_cannot_hold() -> None:
 
 
 # ---- check-config -----------------------------------------------------------------------------
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-W", "ignore", "-m", "qatcore", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def test_check_config_reads_every_form(tmp_path: Path) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -12,7 +9,7 @@ import pytest
 
 import qatcore
 import reference as ref
-from helpers import BACKENDS, assert_same_floats, require_torch
+from helpers import BACKENDS, assert_same_floats, child_exit_code, require_torch, run_python
 
 
 def cpu_flags() -> set[str]:
@@ -76,14 +73,6 @@ def test_threads() -> None:
         assert qatcore.get_num_threads() == 1
 
 
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QATCORE_")}
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, check=False
-    )
-
-
 @pytest.mark.parametrize("cap", ["scalar", "avx2", "avx512", "AVX2"])
 def test_qatcore_isa_caps_the_level(cap: str) -> None:
     proc = run_python("import qatcore; print(qatcore.get_isa())", QATCORE_ISA=cap)
@@ -135,17 +124,10 @@ def test_concurrent_callers_share_the_pool_safely() -> None:
 
 
 def test_pool_survives_fork() -> None:
-    code = (
-        "import os, numpy as np, qatcore\n"
+    parent = (
+        "import numpy as np, qatcore\n"
         "qatcore.set_num_threads(2)\n"
         "w = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)\n"
         "a = qatcore.arq(w).output\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    os._exit(0 if np.array_equal(qatcore.arq(w).output, a) else 3)\n"
-        "_, status = os.waitpid(pid, 0)\n"
-        "print(os.waitstatus_to_exitcode(status))\n"
     )
-    proc = run_python(code)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "0"
+    assert child_exit_code(parent, "ok = np.array_equal(qatcore.arq(w).output, a)") == "0"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import run_cli
 from qatcore import (
     ConfigError,
     LayerConfig,
@@ -343,12 +342,6 @@ def test_amct_errors_are_named() -> None:
 
 
 # ---- the command line ----------------------------------------------------------------------
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "qatcore", *args], capture_output=True, text=True, check=False
-    )
 
 
 def test_check_config_prints_resolved_layers(tmp_path: Path) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
-from helpers import require_module
+from helpers import require_module, run_python
 
 
 def test_qatcore_torch_without_torch_names_the_extra() -> None:
@@ -18,7 +17,7 @@ def test_qatcore_torch_without_torch_names_the_extra() -> None:
         "print('core imported')\n"
         "import qatcore.torch\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = run_python(code)
     assert done.returncode == 1 and done.stdout == "core imported\n", done
     last = done.stderr.strip().splitlines()[-1]
     assert last == (

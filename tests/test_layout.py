@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,10 +18,9 @@ def test_import_qatcore_imports_no_framework() -> None:
         " if m in sys.modules)\n"
         "print(','.join(loaded))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "", f"import qatcore loaded {out.strip()}"
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"import qatcore loaded {proc.stdout.strip()}"
 
 
 def test_nothing_points_outside_the_repository() -> None:
@@ -44,9 +43,8 @@ def test_plot_without_matplotlib_names_the_extra() -> None:
         "except ImportError as e:\n"
         "    print(e)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == (
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
         "IfmrResult.plot needs matplotlib, which is not installed: pip install 'qatcore[plot]'"
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import subprocess
-import sys
 import threading
 import tracemalloc
 
@@ -14,7 +12,7 @@ import pytest
 
 import qatcore
 import reference as ref
-from helpers import assert_same_floats
+from helpers import assert_same_floats, run_python
 
 
 def mem_available() -> int:
@@ -136,10 +134,7 @@ def test_histogram_scratch_memory_does_not_grow_with_threads() -> None:
         "many = qatcore.Histogram(max_bins=1 << 22).observe(x)\n"
         "print(peak() - base, int(np.array_equal(many.counts, one.counts)))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QATCORE_")}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
-    )
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     rise, same = (int(v) for v in proc.stdout.split())
     assert same == 1, "counts differ between 1 and 16 threads"

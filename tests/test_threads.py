@@ -5,15 +5,20 @@ are the same bits on either side of every threshold."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import qatcore
 import reference as ref
-from helpers import POOLS, assert_same_floats, backend, on_every_backend, require_torch
+from helpers import (
+    POOLS,
+    assert_same_floats,
+    backend,
+    child_exit_code,
+    on_every_backend,
+    require_torch,
+)
 from qatcore import _core, kernels
 
 GRAINS = _core.grains()
@@ -147,24 +152,6 @@ def test_kernels_run_on_pytorchs_openmp_threads() -> None:
                 assert (_core.parallel_jobs() > before) == parallel, torch_threads
     finally:
         torch.set_num_threads(old)
-
-
-def child_exit_code(parent: str, child: str) -> str:
-    """Runs ``parent`` in a new Python, then forks: the child runs ``child`` (which sets
-    ``ok``) and exits 0 if ok, else 3. Returns what the parent printed: the child's exit
-    code. A hang in the child fails by the timeout."""
-    code = (
-        "import os\n" + parent + "pid = os.fork()\n"
-        "if pid == 0:\n" + "".join(f"    {line}\n" for line in child.splitlines()) + ""
-        "    os._exit(0 if ok else 3)\n"
-        "_, status = os.waitpid(pid, 0)\n"
-        "print(os.waitstatus_to_exitcode(status))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
 
 
 def test_forked_child_of_a_pytorch_process_does_not_hang() -> None:
