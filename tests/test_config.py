@@ -240,8 +240,8 @@ configs = st.builds(
 def test_json_round_trip_is_exact(doc: dict) -> None:
     with warnings.catch_warnings():  # fixed_min with clip_min may be drawn
         warnings.simplefilter("ignore", QuantizationWarning)
-        config = RetrainConfig.from_json(json.dumps(doc))
-        again = RetrainConfig.from_json(config.to_json())
+        config = RetrainConfig.load(json.dumps(doc))
+        again = RetrainConfig.load(config.to_json())
     assert again == config
     assert again.to_dict() == config.to_dict()
     for name in config.layers:
@@ -251,18 +251,18 @@ def test_json_round_trip_is_exact(doc: dict) -> None:
     assert config.to_dict()["layer_types"] == doc["layer_types"]
 
 
-def test_from_json_reads_paths_texts_and_dicts(tmp_path: Path) -> None:
+def test_load_reads_paths_texts_and_dicts(tmp_path: Path) -> None:
     doc = {"retrain_data_config": {"batch_num": 3}, "layers": {"fc": {"retrain_enable": False}}}
     file = tmp_path / "config.json"
     file.write_text(json.dumps(doc))
-    a, b, c = (RetrainConfig.from_json(x) for x in (file, str(file), json.dumps(doc)))
-    assert a == b == c == RetrainConfig.from_json(doc)
+    a, b, c = (RetrainConfig.load(x) for x in (file, str(file), json.dumps(doc)))
+    assert a == b == c == RetrainConfig.load(doc)
     with pytest.raises(ConfigError, match="^config: not valid JSON"):
-        RetrainConfig.from_json("{not json")
+        RetrainConfig.load("{not json")
     broken = tmp_path / "broken.json"
     broken.write_text('{"retrain_enable": true,\n "layers": }')
     with pytest.raises(ConfigError, match=f"^{re.escape(str(broken))}: not valid JSON: .* line 2"):
-        RetrainConfig.from_json(broken)
+        RetrainConfig.load(broken)
 
 
 def test_a_lower_clip_of_zero_points_to_fixed_min() -> None:
@@ -271,7 +271,7 @@ def test_a_lower_clip_of_zero_points_to_fixed_min() -> None:
         match=r"^retrain_data_config\.clip_min: expected a finite number < 0 or null, got 0 "
         r"\(int\); for a lower clip of 0, leave clip_min out and set fixed_min: true$",
     ):
-        RetrainConfig.from_json({"retrain_data_config": {"clip_min": 0}})
+        RetrainConfig.load({"retrain_data_config": {"clip_min": 0}})
 
 
 # ---- AMCT's layout -------------------------------------------------------------------------
@@ -321,14 +321,14 @@ CANONICAL_TWIN = {
 
 
 def test_amct_layout_resolves_like_its_canonical_twin() -> None:
-    amct = RetrainConfig.from_json(json.dumps(AMCT))
+    amct = RetrainConfig.load(json.dumps(AMCT))
     twin = RetrainConfig.from_dict(CANONICAL_TWIN)
     assert amct.defaults == twin.defaults
     assert set(amct.layers) == set(twin.layers)
     for name in twin.layers:
         assert amct.for_layer(name) == twin.for_layer(name), name
     # Written back, it is canonical and reads back the same.
-    assert RetrainConfig.from_json(amct.to_json()).for_layer("layer2.0.conv") == twin.for_layer(
+    assert RetrainConfig.load(amct.to_json()).for_layer("layer2.0.conv") == twin.for_layer(
         "layer2.0.conv"
     )
 
