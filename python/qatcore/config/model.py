@@ -405,6 +405,13 @@ class RetrainSettings:
                 if clip_min is not None:
                     _warn_fixed_min(join_path(name_of(key), section), clip_min)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The overrides sit in read-only views, which do not pickle; a copy is rebuilt
+        # from checked values without checking (or warning) again.
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["layers"], state["layer_types"] = dict(self.layers), dict(self.layer_types)
+        return (_restore, (type(self), state))
+
     def for_layer(self, name: str, layer_type: str | None = None) -> LayerConfig:
         """The fully resolved settings of layer ``name`` of type ``layer_type``."""
         out = self.defaults
@@ -418,3 +425,12 @@ class RetrainSettings:
         if skipped and not decided and out.retrain_enable:
             out = replace(out, retrain_enable=False)
         return out
+
+
+def _restore(cls: type[RetrainSettings], state: dict[str, Any]) -> RetrainSettings:
+    out = object.__new__(cls)
+    for name, value in state.items():
+        if name in ("layers", "layer_types"):
+            value = MappingProxyType(value)
+        object.__setattr__(out, name, value)
+    return out
