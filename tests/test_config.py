@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import copy
 import json
 import math
+import pickle
 import re
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ from qatcore import (
     RetrainDataConfig,
     RetrainWeightConfig,
 )
+from qatcore.config import UNSET, DataOverride, LayerOverride, WeightOverride
 
 # ---- defaults (and recommended values) of every table -------------------------------
 
@@ -240,8 +245,8 @@ configs = st.builds(
 def test_json_round_trip_is_exact(doc: dict) -> None:
     with warnings.catch_warnings():  # fixed_min with clip_min may be drawn
         warnings.simplefilter("ignore", QuantizationWarning)
-        config = RetrainConfig.from_json(json.dumps(doc))
-        again = RetrainConfig.from_json(config.to_json())
+        config = RetrainConfig.load(json.dumps(doc))
+        again = RetrainConfig.load(config.to_json())
     assert again == config
     assert again.to_dict() == config.to_dict()
     for name in config.layers:
@@ -251,18 +256,18 @@ def test_json_round_trip_is_exact(doc: dict) -> None:
     assert config.to_dict()["layer_types"] == doc["layer_types"]
 
 
-def test_from_json_reads_paths_texts_and_dicts(tmp_path: Path) -> None:
+def test_load_reads_paths_texts_and_dicts(tmp_path: Path) -> None:
     doc = {"retrain_data_config": {"batch_num": 3}, "layers": {"fc": {"retrain_enable": False}}}
     file = tmp_path / "config.json"
     file.write_text(json.dumps(doc))
-    a, b, c = (RetrainConfig.from_json(x) for x in (file, str(file), json.dumps(doc)))
-    assert a == b == c == RetrainConfig.from_json(doc)
+    a, b, c = (RetrainConfig.load(x) for x in (file, str(file), json.dumps(doc)))
+    assert a == b == c == RetrainConfig.load(doc)
     with pytest.raises(ConfigError, match="^config: not valid JSON"):
-        RetrainConfig.from_json("{not json")
+        RetrainConfig.load("{not json")
     broken = tmp_path / "broken.json"
     broken.write_text('{"retrain_enable": true,\n "layers": }')
     with pytest.raises(ConfigError, match=f"^{re.escape(str(broken))}: not valid JSON: .* line 2"):
-        RetrainConfig.from_json(broken)
+        RetrainConfig.load(broken)
 
 
 def test_a_lower_clip_of_zero_points_to_fixed_min() -> None:
@@ -271,7 +276,7 @@ def test_a_lower_clip_of_zero_points_to_fixed_min() -> None:
         match=r"^retrain_data_config\.clip_min: expected a finite number < 0 or null, got 0 "
         r"\(int\); for a lower clip of 0, leave clip_min out and set fixed_min: true$",
     ):
-        RetrainConfig.from_json({"retrain_data_config": {"clip_min": 0}})
+        RetrainConfig.load({"retrain_data_config": {"clip_min": 0}})
 
 
 # ---- AMCT's layout -------------------------------------------------------------------------
@@ -321,14 +326,14 @@ CANONICAL_TWIN = {
 
 
 def test_amct_layout_resolves_like_its_canonical_twin() -> None:
-    amct = RetrainConfig.from_json(json.dumps(AMCT))
+    amct = RetrainConfig.load(json.dumps(AMCT))
     twin = RetrainConfig.from_dict(CANONICAL_TWIN)
     assert amct.defaults == twin.defaults
     assert set(amct.layers) == set(twin.layers)
     for name in twin.layers:
         assert amct.for_layer(name) == twin.for_layer(name), name
     # Written back, it is canonical and reads back the same.
-    assert RetrainConfig.from_json(amct.to_json()).for_layer("layer2.0.conv") == twin.for_layer(
+    assert RetrainConfig.load(amct.to_json()).for_layer("layer2.0.conv") == twin.for_layer(
         "layer2.0.conv"
     )
 
@@ -367,3 +372,112 @@ def test_check_config_fails_with_the_error(tmp_path: Path) -> None:
     )
     missing = run_cli("check-config", str(tmp_path / "nope.json"))
     assert missing.returncode == 1 and "nope.json" in missing.stderr
+
+
+# ---- the data model and its modules -----------------------------------------------------
+
+
+def test_overrides_are_read_once_into_typed_values() -> None:
+    config = RetrainConfig.load(
+        {
+            "layers": {"conv1": {"retrain_data_config": {"fixed_min": True, "clip_max": 3}}},
+            "layer_types": {
+                "Linear": {
+                    "retrain_weight_config": {
+                        "weights_retrain_algo": "ulq_retrain",
+                        "channel_wise": None,
+                    }
+                }
+            },
+        }
+    )
+    conv1 = config.layers["conv1"]
+    assert conv1 == LayerOverride(retrain_data_config=DataOverride(clip_max=3.0, fixed_min=True))
+    assert type(conv1.retrain_data_config.clip_max) is float  # type: ignore[union-attr]
+    assert conv1.retrain_enable is UNSET and conv1.retrain_weight_config is None
+    linear = config.layer_types["Linear"].retrain_weight_config
+    assert linear == WeightOverride(weights_retrain_algo="ulq_quantize", channel_wise=None)
+    # channel_wise null is AMCT's default for the type the layer has.
+    assert config.for_layer("fc", "Linear").retrain_weight_config.channel_wise is False
+
+
+def test_each_override_names_the_fields_of_its_section() -> None:
+    for override, section in (
+        (DataOverride, RetrainDataConfig),
+        (WeightOverride, RetrainWeightConfig),
+        (LayerOverride, LayerConfig),
+    ):
+        assert [f.name for f in fields(override)] == [f.name for f in fields(section)]
+
+
+def test_a_config_is_built_from_typed_overrides() -> None:
+    config = RetrainConfig(
+        layers={"fc": LayerOverride(retrain_enable=False)},
+        layer_types={
+            "Conv2d": LayerOverride(retrain_weight_config=WeightOverride(dst_type="INT4"))
+        },
+    )
+    assert config.for_layer("fc", "Linear").retrain_enable is False
+    assert config.for_layer("c", "Conv2d").retrain_weight_config.dst_type == "INT4"
+    with pytest.raises(ConfigError, match=r"^layers\.fc: expected a LayerOverride, got \{"):
+        RetrainConfig(layers={"fc": {"retrain_enable": False}})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match=r"^clip_min: expected a finite number < 0 or null"):
+        DataOverride(clip_min=1.0)
+
+
+def test_a_config_copies_and_pickles_without_warning_again() -> None:
+    with pytest.warns(QuantizationWarning):
+        config = RetrainConfig.load(
+            {"layers": {"a": {"retrain_data_config": {"fixed_min": True, "clip_min": -1.0}}}}
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copies = [copy.deepcopy(config), pickle.loads(pickle.dumps(config))]
+    for other in copies:
+        assert type(other) is RetrainConfig and other == config
+        assert other.for_layer("a", "Conv2d") == config.for_layer("a", "Conv2d")
+        with pytest.raises(TypeError):
+            other.layers["b"] = LayerOverride()  # type: ignore[index]
+
+
+CONFIG_PACKAGE = Path(__file__).parent.parent / "python" / "qatcore" / "config"
+
+
+def config_imports() -> dict[str, list[tuple[str, str, bool]]]:
+    """Each module of qatcore.config: what it imports (module, name, inside a function)."""
+    out: dict[str, list[tuple[str, str, bool]]] = {}
+    for file in sorted(CONFIG_PACKAGE.glob("*.py")):
+        tree = ast.parse(file.read_text())
+        top = set(map(id, tree.body))
+        found: list[tuple[str, str, bool]] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                found += [(module, a.name, id(node) not in top) for a in node.names]
+            elif isinstance(node, ast.Import):
+                found += [(a.name, "", id(node) not in top) for a in node.names]
+        out[file.stem] = found
+    return out
+
+
+def test_the_config_modules_form_no_cycle_and_share_no_private_names() -> None:
+    imports = config_imports()
+    graph: dict[str, set[str]] = {}
+    for module, found in imports.items():
+        for source, name, lazy in found:
+            assert not name.startswith("_") or name == "annotations", (module, source, name)
+            assert not lazy or source.startswith("google.protobuf"), (module, source)
+            if source == ".":
+                graph.setdefault(module, set()).add(name)
+            elif source.startswith(".") and source[1:] in imports:
+                graph.setdefault(module, set()).add(source[1:])
+    graph.pop("__init__", None)  # the package's front imports everything, nothing imports it
+
+    def visit(module: str, stack: tuple[str, ...]) -> None:
+        assert module not in stack, " -> ".join((*stack, module))
+        for other in graph.get(module, ()):
+            visit(other, (*stack, module))
+
+    for module in graph:
+        visit(module, ())
+    assert "model" not in graph or not graph["model"] & {"canonical", "amct_graph", "amct_cfg"}

@@ -589,9 +589,7 @@ def test_distributed_calibration_merges_histograms(tmp_path) -> None:
 
 def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None:
     torch.manual_seed(0)
-    config = RetrainConfig.from_json(
-        {"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}}
-    )
+    config = RetrainConfig.load({"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}})
     model = qt.prepare_qat(
         torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 3)),
         config,

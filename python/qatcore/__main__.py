@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
 
 from .config import ConfigError, LayerConfig, RetrainConfig
+from .config.amct_types import PER_TENSOR_TYPES
 
 
 def describe(layer: LayerConfig) -> str:
@@ -42,10 +42,12 @@ def check_config(path: str) -> int:
     width = max(len(label) for label, _ in rows)
     for label, layer in rows:
         line = describe(layer)
-        weights = config.layers.get(label, {}).get("retrain_weight_config", {})
-        if isinstance(weights, Mapping) and weights.get("channel_wise", False) is None:
+        override = config.layers.get(label)
+        weights = None if override is None else override.retrain_weight_config
+        if weights is not None and weights.channel_wise is None:
             # "channel_wise": null: AMCT's default for the layer's type, not known here
-            line = line.replace("channel_wise=true", "channel_wise=by type (false for Linear)")
+            by_type = f"by type (false for {', '.join(PER_TENSOR_TYPES)})"
+            line = line.replace("channel_wise=true", f"channel_wise={by_type}")
         print(f"{label.ljust(width)}  {line}")
     if config.layer_types and config.layers:
         print("(layer rows: their type's override applies beneath them in a model)")

@@ -1,22 +1,17 @@
-"""AMCT's two other forms of a retrain configuration, read into (and written from) a
-``RetrainConfig``: the graph-mode JSON and the ``.cfg`` "simple config".
+"""AMCT's ``.cfg`` "simple config", read: protobuf text format, parsed by ``protobuf``'s
+own text-format parser against :func:`schema`, which mirrors the retrain part of the
+``AMCTRetrainConfig`` message of AMCT's ``retrain_config_pytorch.proto`` (names,
+numbers, types, defaults). Its pruning fields are left out: a file that sets one gets
+an error saying so. ``protobuf`` is imported only when a ``.cfg`` is read.
 
-The ``.cfg`` is protobuf text format, parsed by ``protobuf``'s own text-format parser
-against :func:`schema`, which mirrors the retrain part of the ``AMCTRetrainConfig``
-message of AMCT's ``retrain_config_pytorch.proto`` (names, numbers, types, defaults).
-Its pruning fields are left out: a file that sets one gets an error saying so.
-
-What each form means is AMCT's (read from its sources, ``hicann/amct``):
-
-- graph-mode JSON: a layer the file does not list is not quantized; a listed layer
-  without ``retrain_enable`` is; ``algo`` names the algorithm (``ulq_retrain`` for
-  weight ULQ); ``channel_wise`` left out is per tensor for ``Linear``, else per channel.
-- ``.cfg``: ``skip_layers``/``quant_skip_layers`` and ``skip_layer_types``/
-  ``quant_skip_types`` leave layers float; an ``override_layer_configs`` entry (by
-  name) or else an ``override_layer_types`` entry (by type) gives a layer its whole
-  activation and weight settings (what the entry leaves out is AMCT's default, not the
-  global section) and quantizes it even where a skip list names it; ``batch_num`` and
-  ``fakequant_precision_mode`` are global.
+What it means is AMCT's (read from its sources, ``hicann/amct``):
+``skip_layers``/``quant_skip_layers`` and ``skip_layer_types``/``quant_skip_types``
+leave layers float; an ``override_layer_configs`` entry (by name) or else an
+``override_layer_types`` entry (by type) gives a layer its whole activation and weight
+settings (what the entry leaves out is AMCT's default, not the global section) and
+quantizes it even where a skip list names it; ``batch_num`` and
+``fakequant_precision_mode`` are global; ``channel_wise`` left out is AMCT's default
+for the layer's type (``amct_types``).
 """
 
 from __future__ import annotations
@@ -24,35 +19,25 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .config import (
-    ConfigError,
+from .amct_types import PER_TENSOR_TYPES
+from .errors import ConfigError, Paths
+from .model import (
+    DataOverride,
     LayerConfig,
-    RetrainConfig,
-    _got,
-    _mapping,
-    _merge,
-    _Where,
+    LayerOverride,
+    RetrainDataConfig,
+    RetrainSettings,
+    RetrainWeightConfig,
+    WeightOverride,
 )
 
-__all__ = ["AMCT_RETRAIN_TYPES", "from_cfg", "from_graph_json", "schema", "to_graph_json"]
+__all__ = ["PATHS", "PRUNE_FIELDS", "looks_like_cfg", "read", "schema"]
 
-#: The layer types AMCT retrains (its ``RETRAIN_TYPES``); qatcore quantizes those of
-#: them its registry holds, and accepts the others in skip lists.
-AMCT_RETRAIN_TYPES = (
-    "Conv1d",
-    "Conv2d",
-    "Conv3d",
-    "Linear",
-    "ConvTranspose2d",
-    "LSTM",
-    "GRU",
-    "ConvTranspose1d",
-)
+C = TypeVar("C", bound=RetrainSettings)
 
 # ---- the .cfg schema ------------------------------------------------------------------
 
@@ -236,6 +221,17 @@ def _parse_error(error: Any, where: str, source: str = "") -> ConfigError:
 
 # ---- .cfg -> RetrainConfig ------------------------------------------------------------
 
+#: A ``.cfg`` text starts with a comment or a field name followed by ``:`` or ``{``.
+_CFG_START = re.compile(r"\s*(#|[A-Za-z_]\w*\s*[:{])")
+
+
+def looks_like_cfg(text: str) -> bool:
+    """Whether a string that is not a JSON text is ``.cfg`` text rather than a path."""
+    if "\n" in text:
+        return True
+    looks_like_path = text.endswith((".cfg", ".json")) or "/" in text or "\\" in text
+    return not looks_like_path and _CFG_START.match(text) is not None
+
 
 def _float(value: float) -> float:
     """A float field of the .cfg (float32) as the decimal it was written as: 0.1, not
@@ -243,9 +239,14 @@ def _float(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _data_section(message: Any, full: bool) -> dict[str, Any]:
-    """An ``ActULQquantize`` as a canonical data section. ``full``: an override, which
-    AMCT gives its own defaults for what it leaves out."""
+def _enum_name(message: Any, name: str) -> str:
+    field = message.DESCRIPTOR.fields_by_name[name]
+    return str(field.enum_type.values_by_number[getattr(message, name)].name)
+
+
+def _data_fields(message: Any, full: bool) -> dict[str, Any]:
+    """An ``ActULQquantize`` as data-section fields. ``full``: an override, which AMCT
+    gives its own defaults for what it leaves out (``batch_num`` stays global)."""
     out: dict[str, Any] = {}
     if full:
         out = {"clip_max": None, "clip_min": None, "fixed_min": None, "dst_type": "INT8"}
@@ -256,15 +257,13 @@ def _data_section(message: Any, full: bool) -> dict[str, Any]:
     if ulq.HasField("fixed_min"):
         out["fixed_min"] = ulq.fixed_min
     if ulq.HasField("dst_type"):
-        out["dst_type"] = (
-            ulq.DESCRIPTOR.fields_by_name["dst_type"].enum_type.values_by_number[ulq.dst_type].name
-        )
+        out["dst_type"] = _enum_name(ulq, "dst_type")
     return out
 
 
-def _weight_section(message: Any, full: bool) -> dict[str, Any]:
-    """A ``RetrainWeightQuantConfig`` as a canonical weight section; ``channel_wise``
-    left out is ``None`` (the layer type's default) in an override, absent globally."""
+def _weight_fields(message: Any, full: bool) -> dict[str, Any]:
+    """A ``RetrainWeightQuantConfig`` as weight-section fields; ``channel_wise`` left out
+    is ``None`` (the layer type's default) in an override, absent globally."""
     which = message.WhichOneof("weights_retrain_algo")
     out: dict[str, Any] = {}
     if full:
@@ -276,15 +275,11 @@ def _weight_section(message: Any, full: bool) -> dict[str, Any]:
     if algo.HasField("channel_wise"):
         out["channel_wise"] = algo.channel_wise
     if algo.HasField("dst_type"):
-        out["dst_type"] = (
-            algo.DESCRIPTOR.fields_by_name["dst_type"]
-            .enum_type.values_by_number[algo.dst_type]
-            .name
-        )
+        out["dst_type"] = _enum_name(algo, "dst_type")
     return out
 
 
-def _cfg_field(rest: str) -> str:
+def _field(rest: str) -> str:
     """A canonical field path (below a layer) as the ``.cfg`` names it."""
     data, weight = "retrain_data_config", "retrain_weight_config"
     if rest == f"{data}.batch_num":
@@ -299,30 +294,44 @@ def _cfg_field(rest: str) -> str:
     return rest
 
 
-_CFG_WHERE = _Where(
+PATHS = Paths(
     layer=lambda name: f"override_layer_configs[{name}]",
     layer_type=lambda name: f"override_layer_types[{name}]",
-    field=_cfg_field,
+    field=_field,
 )
 
 
-def _overrides(entries: Any, key: str, where: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _section(cls: type, values: dict[str, Any], section: str) -> Any:
+    """``cls(**values)``, its errors named below the canonical ``section``."""
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise e.under(section) from None
+
+
+def _overrides(entries: Any, key: str, where: str) -> dict[str, LayerOverride]:
+    name_of = PATHS.layer_type if key == "layer_type" else PATHS.layer
+    out: dict[str, LayerOverride] = {}
     for i, entry in enumerate(entries):
         name = getattr(entry, key)
         if name in out:  # AMCT refuses repeated override entries too
             raise ConfigError(f"{where}[{i}].{key}", f"{name!r} has an earlier entry")
-        out[name] = {
-            "retrain_enable": True,
-            "retrain_data_config": _data_section(entry.retrain_data_quant_config, full=True),
-            "retrain_weight_config": _weight_section(entry.retrain_weight_quant_config, full=True),
-        }
+        data = _data_fields(entry.retrain_data_quant_config, full=True)
+        weight = _weight_fields(entry.retrain_weight_quant_config, full=True)
+        try:
+            out[name] = LayerOverride(
+                retrain_enable=True,
+                retrain_data_config=_section(DataOverride, data, "retrain_data_config"),
+                retrain_weight_config=_section(WeightOverride, weight, "retrain_weight_config"),
+            )
+        except ConfigError as e:
+            raise PATHS.locate(e, name_of(name)) from None
     return out
 
 
-def from_cfg(text: str, where: str) -> RetrainConfig:
-    """A ``.cfg`` text (read from ``where``) as a ``RetrainConfig`` meaning what AMCT makes
-    of it (see the module)."""
+def read(text: str, where: str, cls: type[C]) -> C:
+    """A ``.cfg`` text (read from ``where``) as ``cls``, meaning what AMCT makes of it
+    (see the module)."""
     try:
         from google.protobuf import text_format
     except ModuleNotFoundError as e:  # pragma: no cover - protobuf is a dependency
@@ -338,152 +347,34 @@ def from_cfg(text: str, where: str) -> RetrainConfig:
     if missing:
         raise ConfigError(missing[0], f"missing: AMCT's schema requires it ({where})")
 
-    top: dict[str, Any] = {"retrain_data_config": {}, "retrain_weight_config": {}}
+    data: dict[str, Any] = {}
     if message.HasField("batch_num"):
-        top["retrain_data_config"]["batch_num"] = message.batch_num
+        data["batch_num"] = message.batch_num
     if message.HasField("retrain_data_quant_config"):
-        top["retrain_data_config"].update(
-            _data_section(message.retrain_data_quant_config, full=False)
-        )
-    weights = _weight_section(message.retrain_weight_quant_config, full=False)
-    top["retrain_weight_config"] = weights
+        data.update(_data_fields(message.retrain_data_quant_config, full=False))
+    weights = _weight_fields(message.retrain_weight_quant_config, full=False)
     try:
-        defaults = _merge(LayerConfig(), top, "", by_type=False)
+        defaults = LayerConfig(
+            retrain_data_config=_section(RetrainDataConfig, data, "retrain_data_config"),
+            retrain_weight_config=_section(RetrainWeightConfig, weights, "retrain_weight_config"),
+        )
     except ConfigError as e:
-        raise ConfigError(_cfg_field(e.path), e.problem) from None
+        raise PATHS.locate(e, "") from None
     layer_types = _overrides(message.override_layer_types, "layer_type", "override_layer_types")
-    if "channel_wise" not in weights and "Linear" not in layer_types:
-        # The global section leaves channel_wise to each layer type: per tensor for Linear.
-        layer_types["Linear"] = {"retrain_weight_config": {"channel_wise": None}}
+    if "channel_wise" not in weights:
+        # The global section leaves channel_wise to each layer type's AMCT default.
+        by_type = LayerOverride(retrain_weight_config=WeightOverride(channel_wise=None))
+        for kind in PER_TENSOR_TYPES:
+            layer_types.setdefault(kind, by_type)
     mode = "DEFAULT"
     if message.HasField("fakequant_precision_mode"):
-        field = message.DESCRIPTOR.fields_by_name["fakequant_precision_mode"]
-        mode = field.enum_type.values_by_number[message.fakequant_precision_mode].name
-    return RetrainConfig._build(
-        _CFG_WHERE,
-        defaults=defaults,
-        layers=_overrides(message.override_layer_configs, "layer_name", "override_layer_configs"),
-        layer_types=layer_types,
-        skip_layers=[*message.skip_layers, *message.quant_skip_layers],
-        skip_layer_types=[*message.skip_layer_types, *message.quant_skip_types],
-        fakequant_precision_mode=mode,
+        mode = _enum_name(message, "fakequant_precision_mode")
+    return cls(
+        defaults,
+        _overrides(message.override_layer_configs, "layer_name", "override_layer_configs"),
+        layer_types,
+        [*message.skip_layers, *message.quant_skip_layers],
+        [*message.skip_layer_types, *message.quant_skip_types],
+        mode,
+        paths=PATHS,
     )
-
-
-# ---- graph-mode JSON ------------------------------------------------------------------
-
-#: The top-level keys of AMCT's graph-mode JSON that are not layers.
-GLOBAL_KEYS = ("version", "batch_num", "fakequant_precision_mode")
-#: Keys of a layer's section that configure pruning.
-_PRUNE_KEYS = ("regular_prune_enable", "regular_prune_config")
-
-
-def _graph_field(rest: str) -> str:
-    prefix = "retrain_weight_config.weights_retrain_algo"
-    return "retrain_weight_config.algo" if rest == prefix else rest
-
-
-_GRAPH_WHERE = _Where(layer=lambda name: name, field=_graph_field)
-
-
-def from_graph_json(data: Mapping[str, Any]) -> RetrainConfig:
-    """AMCT's graph-mode JSON as a ``RetrainConfig``: a layer it does not list stays float."""
-    version = data.get("version")
-    if type(version) is not int or version != 1:
-        raise ConfigError("version", f"expected 1 (AMCT's graph-mode layout), {_got(version)}")
-    top: dict[str, Any] = {"retrain_enable": False}
-    if "batch_num" in data:
-        top["retrain_data_config"] = {"batch_num": data["batch_num"]}
-    try:
-        defaults = _merge(LayerConfig(), top, "", by_type=False)
-    except ConfigError as e:
-        raise ConfigError("batch_num", e.problem) from None
-    layers: dict[str, dict[str, Any]] = {}
-    for name, value in data.items():
-        if name in GLOBAL_KEYS:
-            continue
-        section = dict(_mapping(value, name))
-        for key in _PRUNE_KEYS:
-            # "regular_prune_enable": false (AMCT writes it when it also prunes) asks
-            # for nothing; anything else asks for pruning.
-            if key in section and not (key == "regular_prune_enable" and section[key] is False):
-                raise ConfigError(f"{name}.{key}", "qatcore does not prune; remove it")
-            section.pop(key, None)
-        section.setdefault("retrain_enable", True)
-        if "retrain_data_config" in section:
-            d = dict(_mapping(section["retrain_data_config"], f"{name}.retrain_data_config"))
-            algo = d.pop("algo", "ulq_quantize")
-            if algo != "ulq_quantize":
-                raise ConfigError(
-                    f"{name}.retrain_data_config.algo",
-                    f"expected 'ulq_quantize' (AMCT's activation algorithm), {_got(algo)}",
-                )
-            section["retrain_data_config"] = d
-        w = dict(
-            _mapping(section.get("retrain_weight_config", {}), f"{name}.retrain_weight_config")
-        )
-        if "algo" in w:
-            w["weights_retrain_algo"] = w.pop("algo")
-        w.setdefault("channel_wise", None)  # AMCT's default for the layer's type
-        section["retrain_weight_config"] = w
-        layers[name] = section
-    return RetrainConfig._build(
-        _GRAPH_WHERE,
-        defaults=defaults,
-        layers=layers,
-        fakequant_precision_mode=data.get("fakequant_precision_mode", "DEFAULT"),
-    )
-
-
-def to_graph_json(config: RetrainConfig, layers: Mapping[str, str]) -> dict[str, Any]:
-    """``config`` resolved for the quantizable ``layers`` (name -> type) as AMCT's
-    graph-mode JSON (a dict)."""
-    resolved = {name: config.for_layer(name, kind) for name, kind in layers.items()}
-    batch = {r.retrain_data_config.batch_num for r in resolved.values()}
-    if len(batch) > 1:
-        raise ConfigError(
-            "batch_num",
-            f"AMCT's graph-mode JSON has one batch_num; the layers resolve to {sorted(batch)}",
-        )
-    out: dict[str, Any] = {
-        "version": 1,
-        "batch_num": batch.pop() if batch else config.defaults.retrain_data_config.batch_num,
-    }
-    if config.fakequant_precision_mode != "DEFAULT":
-        out["fakequant_precision_mode"] = config.fakequant_precision_mode
-    for name, layer in resolved.items():
-        if name in GLOBAL_KEYS:
-            raise ConfigError(f"layers.{name}", "AMCT's graph-mode JSON reserves that name")
-        d, w = layer.retrain_data_config, layer.retrain_weight_config
-        data: dict[str, Any] = {"algo": "ulq_quantize"}
-        if (d.clip_max is None) != (d.clip_min is None):
-            raise ConfigError(
-                f"layers.{name}.retrain_data_config",
-                "AMCT's graph-mode JSON takes clip_max and clip_min together (the one left "
-                "out would come from IFMR here); set both or neither",
-            )
-        if d.clip_max is not None:
-            data["clip_max"], data["clip_min"] = d.clip_max, d.clip_min
-        if d.fixed_min is not None:
-            data["fixed_min"] = d.fixed_min
-        data["dst_type"] = d.dst_type
-        if layers[name] == "Linear" and w.channel_wise and layer.retrain_enable:
-            raise ConfigError(
-                f"layers.{name}.retrain_weight_config.channel_wise",
-                "AMCT refuses channel_wise true for Linear layers (per tensor only); set it "
-                'false for them, e.g. "layer_types": {"Linear": {"retrain_weight_config": '
-                '{"channel_wise": false}}}',
-            )
-        out[name] = {
-            "retrain_enable": layer.retrain_enable,
-            "retrain_data_config": data,
-            "retrain_weight_config": {
-                "algo": "ulq_retrain"
-                if w.weights_retrain_algo == "ulq_quantize"
-                else "arq_retrain",
-                # A Linear left float is written per tensor, the only form AMCT reads.
-                "channel_wise": w.channel_wise and layers[name] != "Linear",
-                "dst_type": w.dst_type,
-            },
-        }
-    return out
