@@ -264,7 +264,7 @@ def test_weight_scale_stays_positive() -> None:
     )
 
 
-def test_weight_load_refuses_bad_state_and_old_clips() -> None:
+def test_weight_load_refuses_bad_state() -> None:
     w = np.random.default_rng(2).standard_normal((16, 24)).astype(np.float32)
     config = RetrainWeightConfig(weights_retrain_algo="ulq_quantize")
     q = WeightQuantizer(config)
@@ -282,14 +282,10 @@ def test_weight_load_refuses_bad_state_and_old_clips() -> None:
         WeightQuantizer(RetrainWeightConfig("ulq_quantize", channel_wise=False)).load_state_dict(
             q.state_dict()
         )
-    # The asymmetric clips of earlier versions are refused by name, never converted.
-    old = {"clip_min": [-1.0] * 16, "clip_max": [1.0] * 16}
     with pytest.raises(
-        ValueError, match=r"^state\['clip_min'\]: this is the asymmetric weight state"
+        ValueError, match=r"^ckpt: expected a dict with the key scale, got \['clip_max'"
     ):
-        q.load_state_dict(old)
-    with pytest.raises(ValueError, match=r"^ckpt\['clip_max'\]: this is the asymmetric"):
-        q.load_state_dict({"clip_max": [1.0] * 16}, path="ckpt")
+        q.load_state_dict({"clip_max": [1.0] * 16, "clip_min": [-1.0] * 16}, path="ckpt")
     with pytest.raises(ValueError, match=r"^state\['scale'\]: a scale given for an ARQ"):
         WeightQuantizer().load_state_dict(q.state_dict())
     assert_same_floats(q.forward(w), y)  # unchanged throughout

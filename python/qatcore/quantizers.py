@@ -315,21 +315,6 @@ class WeightScheme:
         return WeightGrads(r.grad_weight, r.grad_scale)
 
 
-#: The state keys of the asymmetric weight ULQ before SPEC "Weight ULQ" (refused on load).
-OLD_WEIGHT_STATE_KEYS = ("clip_min", "clip_max")
-
-
-def old_weight_state_error(key: str) -> ValueError:
-    """The error for a checkpoint entry ``key`` of the old asymmetric weight ULQ state."""
-    return ValueError(
-        f"{key}: this is the asymmetric weight state (learned clip_min/clip_max) of an "
-        "earlier qatcore; weight ULQ now learns one symmetric scale with zero point 0 "
-        "(SPEC 'Weight ULQ') and the clips are not converted. Start the weight "
-        "quantizers afresh from the weights (drop the clip_min/clip_max entries) or "
-        "load the checkpoint with the qatcore that wrote it"
-    )
-
-
 class WeightQuantizer:
     """Weights through ARQ (``arq_retrain``) or ULQ (``ulq_quantize``), per ``channel_wise``.
 
@@ -418,12 +403,7 @@ class WeightQuantizer:
     def load_state_dict(self, state: Any, *, path: str = "state") -> None:
         """Restore ``state_dict()``; a bad entry raises ``ValueError`` naming its path, and
         nothing changes. The scale must have the shape of this quantizer's (one per
-        channel along ``axis`` when ``channel_wise``, else a scalar). The clips of the
-        earlier asymmetric weight ULQ are refused, not converted."""
-        if isinstance(state, dict):
-            for key in OLD_WEIGHT_STATE_KEYS:
-                if key in state:
-                    raise old_weight_state_error(f"{path}[{key!r}]")
+        channel along ``axis`` when ``channel_wise``, else a scalar)."""
         if not isinstance(state, dict) or set(state) != {"scale"}:
             raise ValueError(
                 f"{path}: expected a dict with the key scale, "

@@ -25,6 +25,7 @@ except ModuleNotFoundError as e:  # only torch itself missing: a broken install 
 
 from ._amct import to_amct_json
 from ._export import Int8Layer, export_int8, quantized_layers
+from ._fake_quant import ActivationFakeQuant, WeightFakeQuant
 from ._functions import (
     ArqFunction,
     UlqFunction,
@@ -36,22 +37,9 @@ from ._functions import (
     ulq_fake_quant,
     ulq_weight_fake_quant,
 )
-from ._modules import (
-    QUANTIZED,
-    ActivationFakeQuant,
-    Conv1dQAT,
-    Conv2dQAT,
-    Conv3dQAT,
-    ConvTranspose2dQAT,
-    LinearQAT,
-    QuantConv1d,
-    QuantConv2d,
-    QuantLinear,
-    WeightFakeQuant,
-    prepare_qat,
-    quantizable_layers,
-)
+from ._layers import QUANTIZED, Conv1dQAT, Conv2dQAT, Conv3dQAT, ConvTranspose2dQAT, LinearQAT
 from ._onnx import OnnxExport, OnnxQuantizedLayer, export_onnx
+from ._prepare import prepare_qat, quantizable_layers
 
 __all__ = [
     "QUANTIZED",
@@ -65,9 +53,6 @@ __all__ = [
     "LinearQAT",
     "OnnxExport",
     "OnnxQuantizedLayer",
-    "QuantConv1d",
-    "QuantConv2d",
-    "QuantLinear",
     "UlqFunction",
     "UlqWeightFunction",
     "WeightFakeQuant",
