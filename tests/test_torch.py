@@ -111,17 +111,9 @@ def _no_kernels(*args, **kwargs):
 @contextmanager
 def portable_path(device: str) -> Iterator[None]:
     """Autograd functions take the portable path for float32 tensors on ``device``."""
-    with pytest.MonkeyPatch.context() as mp:
-        if device == "cpu":
-            mp.setattr(qt._functions, "_on_kernels", lambda *tensors: False)
-        for name in (
-            "arq",
-            "ulq_forward",
-            "ulq_backward",
-            "ulq_weight_forward",
-            "ulq_weight_backward",
-        ):
-            mp.setattr(qatcore, name, _no_kernels)
+    with pytest.MonkeyPatch.context() as mp, qt.force_portable():
+        for name in qatcore.kernels.__all__:
+            mp.setattr(qatcore.kernels, name, _no_kernels)
         yield
 
 
@@ -175,7 +167,7 @@ def test_portable_fake_quant_matches_reference(device, data, bits, power_of_two)
     elif data.draw(st.booleans()):
         x, scale, zp = data.draw(near_ties(x.shape, axis, bits))
     _, want = ref.fake_quant(x, scale, zp, bits, axis)
-    got = qt.portable_fake_quant(on(device, x), on(device, scale), on(device, zp), bits, axis)
+    got = qt._portable.fake_quant(on(device, x), on(device, scale), on(device, zp), bits, axis)
     assert_same_floats(back(got), want, device)
 
 
@@ -308,8 +300,8 @@ def test_arq_function_is_straight_through(channel_wise: bool) -> None:
     g = torch.randn(w.shape)
     y.backward(g)
     assert torch.equal(w.grad, g)
-    s = qt._functions.portable_arq_scale(w.detach(), channel_wise, 0, 8)
-    portable = qt.portable_fake_quant(
+    s = qt._portable.arq_scale(w.detach(), channel_wise, 0, 8)
+    portable = qt._portable.fake_quant(
         w.detach(), s, torch.zeros_like(s), 8, 0 if channel_wise else None
     )
     assert torch.equal(portable, y.detach())

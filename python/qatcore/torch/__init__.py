@@ -24,6 +24,7 @@ except ModuleNotFoundError as e:  # only torch itself missing: a broken install 
     ) from None
 
 from ._amct import to_amct_json
+from ._dispatch import force_portable
 from ._export import Int8Layer, export_int8, quantized_layers
 from ._fake_quant import ActivationFakeQuant, WeightFakeQuant
 from ._functions import (
@@ -31,9 +32,6 @@ from ._functions import (
     UlqFunction,
     UlqWeightFunction,
     arq_fake_quant,
-    portable_fake_quant,
-    portable_ulq_backward,
-    portable_ulq_weight_backward,
     ulq_fake_quant,
     ulq_weight_fake_quant,
 )
@@ -59,9 +57,7 @@ __all__ = [
     "arq_fake_quant",
     "export_int8",
     "export_onnx",
-    "portable_fake_quant",
-    "portable_ulq_backward",
-    "portable_ulq_weight_backward",
+    "force_portable",
     "prepare_qat",
     "quantizable_layers",
     "quantized_layers",
