@@ -342,3 +342,26 @@ def test_a_numpy_model_learns_its_clips() -> None:
     assert act.clip_max > 1.0 and act.clip_min < -1.0, (act.clip_min, act.clip_max)
     # The weights grow about tenfold from their small start; so must their scales.
     assert (weights.scale > 3 * start).all(), (start, weights.scale)
+
+
+def test_merge_gathered_equals_one_calibrator_over_every_rank_batch() -> None:
+    """What each rank does with the states a collective gathered: afterwards every rank
+    holds the same histogram, and calibrates as one calibrator over all batches would."""
+    data = batches(6)
+    config = RetrainDataConfig(batch_num=2)
+    ranks = [
+        qatcore.Calibrator(config).observe(data[2 * r]).observe(data[2 * r + 1]) for r in range(3)
+    ]
+    states = [c.state_dict() for c in ranks]
+    for r, c in enumerate(ranks):
+        c.merge_gathered(states, r)
+    whole = qatcore.Histogram().observe(np.concatenate(data))
+    found = [c.calibrate() for c in ranks]
+    expect = qatcore.ifmr(whole)
+    assert {(f.clip_min, f.clip_max) for f in found} == {(expect.clip_min, expect.clip_max)}
+    bad = qatcore.Calibrator(config).observe(data[0])
+    broken = [states[0], {**states[1], "calibrated": "no"}]
+    before = bad.state_dict()
+    with pytest.raises(ValueError, match=r"^rank 1's calibration state\['calibrated'\]: expected"):
+        bad.merge_gathered(broken, 0)
+    assert bad.state_dict()["observed"] == before["observed"]

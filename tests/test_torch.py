@@ -623,7 +623,7 @@ def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None
     refused(
         "0.act_quant.clip_max",
         torch.tensor(float("nan")),
-        r"^0\.act_quant\.clip_max: expected finite values",
+        r"^0\.act_quant\.clip_max: expected a finite number, got nan",
     )
     refused(
         "0.weight_quant.scale",
@@ -656,3 +656,61 @@ def test_a_checkpoint_holds_each_clip_once_and_bad_entries_are_refused() -> None
     with pytest.raises(ValueError, match=r"^act_quant\._extra_state\['calibrated'\]: expected"):
         layer.load_state_dict(bad_layer)
     assert torch.equal(layer.weight, saved["0.weight"])
+
+
+def test_a_checkpoint_is_checked_once_per_load(monkeypatch) -> None:
+    """The model's pre-hook, each layer's and each quantizer's own load find the entries
+    an outer check already passed: every entry goes through the core's checks once."""
+    config = RetrainConfig.from_dict(
+        {"retrain_weight_config": {"weights_retrain_algo": "ulq_quantize"}}
+    )
+    model = qt.prepare_qat(small_model(), config)
+    model(torch.randn(4, 2, 10, generator=torch.Generator().manual_seed(9)))
+    calls: dict[str, int] = {}
+
+    def spy(owner, name):
+        real = getattr(owner, name)
+
+        def counted(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+    spy(qatcore.Calibrator, "load_state_dict")
+    spy(qatcore.quantizers, "saved_clip")
+    spy(qatcore.quantizers, "saved_scale")
+    layers = len(qt.quantized_layers(model))
+    cases = [
+        (model, layers),  # the prepared model: its hook, then each layer's, then each module
+        (torch.nn.ModuleDict({"inner": model}), layers),  # a model that holds it
+        (model[0], 1),  # one layer on its own
+    ]
+    for module, n in cases:
+        calls.clear()
+        module.load_state_dict(module.state_dict())
+        assert calls == {"load_state_dict": n, "saved_clip": 2 * n, "saved_scale": n}, module
+    calls.clear()
+    model[0].act_quant.load_state_dict(model[0].act_quant.state_dict())  # a quantizer alone
+    assert calls == {"load_state_dict": 1, "saved_clip": 2}
+    calls.clear()
+    model[0].weight_quant.load_state_dict(model[0].weight_quant.state_dict())
+    assert calls == {"saved_scale": 1}
+
+
+def test_the_weight_scale_floor_is_the_cores(monkeypatch) -> None:
+    """WeightFakeQuant applies WeightScheme's floor rule: a raised floor is what a forward
+    uses, and a non-finite scale is refused even where every value is above the floor."""
+    config = qatcore.RetrainWeightConfig(weights_retrain_algo="ulq_quantize")
+    wq = qt.WeightFakeQuant(config, 3)
+    w = torch.randn(3, 4, generator=torch.Generator().manual_seed(10))
+    wq(w)  # the scale starts as ARQ's
+    floor = float(wq.scale.detach().max()) * 2
+    monkeypatch.setattr(qatcore.WeightScheme, "min_scale", property(lambda self: floor))
+    y = wq.eval()(w)
+    want = ref.ulq_weight_forward(w.numpy(), np.full(3, floor, np.float32), 8, 0)
+    assert_same_floats(y.detach().numpy(), want)
+    with torch.no_grad():
+        wq.scale[0] = float("inf")
+    with pytest.raises(ValueError, match=r"^weight_quant\.scale: expected finite values"):
+        wq(w)

@@ -45,7 +45,7 @@ def tensor_entry(state_dict: dict[str, Any], key: str, shape: torch.Size) -> Any
     if not isinstance(value, torch.Tensor) or value.shape != shape:
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ValueError(f"{key}: expected a tensor of shape {tuple(shape)}, got {got}")
-    return value.detach().cpu().numpy()
+    return value.detach().cpu().float().numpy()
 
 
 class _Checked(NamedTuple):

@@ -15,12 +15,6 @@ def gather_calibration(cal: qatcore.Calibrator) -> None:
     together). Without a process group of two or more ranks, nothing happens."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return
-    # Histogram merges are exact and order-independent, so every rank that adds the
-    # others' observations to its own holds the same histogram afterwards.
     states: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(states, cal.state_dict())
-    for rank, state in enumerate(states):
-        if rank != dist.get_rank():
-            other = qatcore.Calibrator(cal.config)
-            other.load_state_dict(state, path=f"rank {rank}'s calibration state")
-            cal.merge(other)
+    cal.merge_gathered(states, dist.get_rank())

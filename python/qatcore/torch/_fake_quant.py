@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import qatcore
+from qatcore import quantizers
 from qatcore.config import RetrainDataConfig, RetrainWeightConfig
 
 from ._checkpoint import CheckedState, tensor_entry, to_numpy_state, to_torch_state
@@ -100,8 +101,8 @@ class ActivationFakeQuant(CheckedState):
         saved state describes (None when the checkpoint has none)."""
         for name in ("clip_min", "clip_max"):
             value = tensor_entry(state_dict, prefix + name, getattr(self, name).shape)
-            if value is not None and not bool(torch.isfinite(torch.from_numpy(value)).all()):
-                raise ValueError(f"{prefix + name}: expected finite values, got {value.tolist()}")
+            if value is not None:
+                quantizers.saved_clip(value, prefix + name)
         key = prefix + "_extra_state"
         if key not in state_dict:
             return None
@@ -152,19 +153,15 @@ class WeightFakeQuant(CheckedState):
         """The scale this forward uses: at least ``scheme.min_scale``. In train() mode a
         scale the optimizer pushed lower is raised in place (projected), so the parameter
         is what the step used; in eval() mode the module's state is left as it is."""
-        scale, low = self.scale, self.scheme.min_scale
-        with torch.no_grad():
-            if bool((scale >= low).all()):  # one device sync; NaN fails it too
-                return scale
-            if not bool(torch.isfinite(scale).all()):
-                raise ValueError(
-                    f"weight_quant.scale: expected finite values, got {scale.tolist()} "
-                    "(did training diverge?)"
-                )
-            if self.training:
-                scale.clamp_(min=low)
-                return scale
-        return scale.clamp(min=low)
+        scale, scheme = self.scale, self.scheme
+        values = scale.detach().cpu().float().numpy()  # the parameter's memory on CPU
+        if not scheme.below_min_scale(values, "weight_quant.scale", " (did training diverge?)"):
+            return scale
+        if self.training:
+            with torch.no_grad():
+                scale.clamp_(min=scheme.min_scale)
+            return scale
+        return scale.clamp(min=scheme.min_scale)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         scheme = self.scheme
@@ -192,5 +189,5 @@ class WeightFakeQuant(CheckedState):
             return
         key = prefix + "scale"
         value = tensor_entry(state_dict, key, self.scale.shape)
-        if value is not None and not bool(torch.isfinite(torch.from_numpy(value)).all()):
-            raise ValueError(f"{key}: expected finite values, got {value.tolist()}")
+        channels = self.scale.shape[0] if self.scale.ndim else None
+        quantizers.saved_scale(self.scheme, value, key, channels)
