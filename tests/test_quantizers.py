@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -365,3 +367,62 @@ def test_merge_gathered_equals_one_calibrator_over_every_rank_batch() -> None:
     with pytest.raises(ValueError, match=r"^rank 1's calibration state\['calibrated'\]: expected"):
         bad.merge_gathered(broken, 0)
     assert bad.state_dict()["observed"] == before["observed"]
+
+
+COPIES = {
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda obj: pickle.loads(pickle.dumps(obj)),
+}
+
+
+@pytest.mark.parametrize("how", list(COPIES))
+@pytest.mark.parametrize("seen", [0, 1, 2])
+def test_quantizers_copy_and_pickle_independently(how: str, seen: int) -> None:
+    """Before, during and after calibration: a copy of a Histogram, Calibrator,
+    ActivationQuantizer or WeightQuantizer computes what the original computes, bit for
+    bit, and changing either leaves the other as it was."""
+    make = COPIES[how]
+    data = batches(4)
+    q = ActivationQuantizer(RetrainDataConfig(batch_num=2))
+    for b in data[:seen]:
+        q.observe(b)
+    if seen == 2:
+        q.calibrate()
+    c = make(q)
+    assert c.calibrator is not q.calibrator
+    hist, hist_copy = q.calibrator._histogram, c.calibrator._histogram
+    if hist is not None:  # its own lock and arrays
+        assert hist_copy._lock is not hist._lock and hist_copy._counts is not hist._counts
+    before = q.state_dict()
+    for b in data[seen:2]:  # the copy finishes calibrating: the original does not move
+        c.observe(b)
+    if seen < 2:
+        c.calibrate()
+        assert not q.calibrated and q.batches_observed == seen
+        assert q.state_dict()["calibration"]["observed"] == before["calibration"]["observed"]
+        for b in data[seen:2]:
+            q.observe(b)
+        q.calibrate()
+    assert (c.clip_min, c.clip_max) == (q.clip_min, q.clip_max)
+    assert_same_floats(c.forward(data[3]), q.forward(data[3]))
+    g = np.ones_like(data[3])
+    assert_same_floats(c.backward(g, data[3]).grad_input, q.backward(g, data[3]).grad_input)
+    c.clip_max = c.clip_max * 2
+    assert q.clip_max != c.clip_max
+
+    h = qatcore.Histogram().observe(data[0])
+    h2 = make(h)
+    h2.observe(data[1])
+    assert h.count == data[0].size and h2.count == 2 * data[0].size
+    h.observe(data[1])
+    assert repr(h) == repr(h2) and np.array_equal(h.counts, h2.counts)
+
+    w = data[2].reshape(8, 64)
+    wq = WeightQuantizer(RetrainWeightConfig(weights_retrain_algo="ulq_quantize"))
+    if seen:
+        wq.forward(w)
+    wc = make(wq)
+    assert make(wq.scheme) == wq.scheme
+    assert_same_floats(wc.forward(w), wq.forward(w))
+    wc.scale = wc.scale * np.float32(0.5)
+    assert not np.array_equal(wc.scale, wq.scale)
