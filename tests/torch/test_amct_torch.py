@@ -14,11 +14,12 @@ from helpers import require_module
 
 torch = require_module("torch")
 
+from torch import nn  # noqa: E402
+
 import qatcore.torch as qt  # noqa: E402
 import reference as ref  # noqa: E402
 from qatcore import ConfigError, QuantizationWarning, RetrainConfig  # noqa: E402
 from test_amct import AMCT_FLOAT, AMCT_SETTINGS, FIXTURES, NET_LAYERS, load_quietly  # noqa: E402
-from torch import nn  # noqa: E402
 from torch_helpers import assert_layers_compute_on_the_grid  # noqa: E402
 
 

@@ -11,11 +11,12 @@ from helpers import assert_same_floats, require_module
 
 torch = require_module("torch")
 
+from torch import nn  # noqa: E402
+
 import qatcore  # noqa: E402
 import qatcore.torch as qt  # noqa: E402
 import reference as ref  # noqa: E402
 from qatcore import RetrainConfig  # noqa: E402
-from torch import nn  # noqa: E402
 
 
 class Net(nn.Module):

@@ -24,12 +24,12 @@ require_module("onnxscript")
 
 import torch.nn.functional as F  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
+from torch import nn  # noqa: E402
 
 import qatcore  # noqa: E402
 import qatcore.torch as qt  # noqa: E402
 import reference as ref  # noqa: E402
 from qatcore import RetrainConfig  # noqa: E402
-from torch import nn  # noqa: E402
 
 U = 2.0**-24  # float32 unit roundoff
 MAX_FLIP_FRACTION = 1e-3

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 import qatcore.torch as qt
 import reference as ref
-import torch
 from helpers import assert_same_floats
 
 
