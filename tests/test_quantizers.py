@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -264,7 +266,7 @@ def test_weight_scale_stays_positive() -> None:
     )
 
 
-def test_weight_load_refuses_bad_state_and_old_clips() -> None:
+def test_weight_load_refuses_bad_state() -> None:
     w = np.random.default_rng(2).standard_normal((16, 24)).astype(np.float32)
     config = RetrainWeightConfig(weights_retrain_algo="ulq_quantize")
     q = WeightQuantizer(config)
@@ -282,14 +284,10 @@ def test_weight_load_refuses_bad_state_and_old_clips() -> None:
         WeightQuantizer(RetrainWeightConfig("ulq_quantize", channel_wise=False)).load_state_dict(
             q.state_dict()
         )
-    # The asymmetric clips of earlier versions are refused by name, never converted.
-    old = {"clip_min": [-1.0] * 16, "clip_max": [1.0] * 16}
     with pytest.raises(
-        ValueError, match=r"^state\['clip_min'\]: this is the asymmetric weight state"
+        ValueError, match=r"^ckpt: expected a dict with the key scale, got \['clip_max'"
     ):
-        q.load_state_dict(old)
-    with pytest.raises(ValueError, match=r"^ckpt\['clip_max'\]: this is the asymmetric"):
-        q.load_state_dict({"clip_max": [1.0] * 16}, path="ckpt")
+        q.load_state_dict({"clip_max": [1.0] * 16, "clip_min": [-1.0] * 16}, path="ckpt")
     with pytest.raises(ValueError, match=r"^state\['scale'\]: a scale given for an ARQ"):
         WeightQuantizer().load_state_dict(q.state_dict())
     assert_same_floats(q.forward(w), y)  # unchanged throughout
@@ -346,3 +344,85 @@ def test_a_numpy_model_learns_its_clips() -> None:
     assert act.clip_max > 1.0 and act.clip_min < -1.0, (act.clip_min, act.clip_max)
     # The weights grow about tenfold from their small start; so must their scales.
     assert (weights.scale > 3 * start).all(), (start, weights.scale)
+
+
+def test_merge_gathered_equals_one_calibrator_over_every_rank_batch() -> None:
+    """What each rank does with the states a collective gathered: afterwards every rank
+    holds the same histogram, and calibrates as one calibrator over all batches would."""
+    data = batches(6)
+    config = RetrainDataConfig(batch_num=2)
+    ranks = [
+        qatcore.Calibrator(config).observe(data[2 * r]).observe(data[2 * r + 1]) for r in range(3)
+    ]
+    states = [c.state_dict() for c in ranks]
+    for r, c in enumerate(ranks):
+        c.merge_gathered(states, r)
+    whole = qatcore.Histogram().observe(np.concatenate(data))
+    found = [c.calibrate() for c in ranks]
+    expect = qatcore.ifmr(whole)
+    assert {(f.clip_min, f.clip_max) for f in found} == {(expect.clip_min, expect.clip_max)}
+    bad = qatcore.Calibrator(config).observe(data[0])
+    broken = [states[0], {**states[1], "calibrated": "no"}]
+    before = bad.state_dict()
+    with pytest.raises(ValueError, match=r"^rank 1's calibration state\['calibrated'\]: expected"):
+        bad.merge_gathered(broken, 0)
+    assert bad.state_dict()["observed"] == before["observed"]
+
+
+COPIES = {
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda obj: pickle.loads(pickle.dumps(obj)),
+}
+
+
+@pytest.mark.parametrize("how", list(COPIES))
+@pytest.mark.parametrize("seen", [0, 1, 2])
+def test_quantizers_copy_and_pickle_independently(how: str, seen: int) -> None:
+    """Before, during and after calibration: a copy of a Histogram, Calibrator,
+    ActivationQuantizer or WeightQuantizer computes what the original computes, bit for
+    bit, and changing either leaves the other as it was."""
+    make = COPIES[how]
+    data = batches(4)
+    q = ActivationQuantizer(RetrainDataConfig(batch_num=2))
+    for b in data[:seen]:
+        q.observe(b)
+    if seen == 2:
+        q.calibrate()
+    c = make(q)
+    assert c.calibrator is not q.calibrator
+    hist, hist_copy = q.calibrator._histogram, c.calibrator._histogram
+    if hist is not None:  # its own lock and arrays
+        assert hist_copy._lock is not hist._lock and hist_copy._counts is not hist._counts
+    before = q.state_dict()
+    for b in data[seen:2]:  # the copy finishes calibrating: the original does not move
+        c.observe(b)
+    if seen < 2:
+        c.calibrate()
+        assert not q.calibrated and q.batches_observed == seen
+        assert q.state_dict()["calibration"]["observed"] == before["calibration"]["observed"]
+        for b in data[seen:2]:
+            q.observe(b)
+        q.calibrate()
+    assert (c.clip_min, c.clip_max) == (q.clip_min, q.clip_max)
+    assert_same_floats(c.forward(data[3]), q.forward(data[3]))
+    g = np.ones_like(data[3])
+    assert_same_floats(c.backward(g, data[3]).grad_input, q.backward(g, data[3]).grad_input)
+    c.clip_max = c.clip_max * 2
+    assert q.clip_max != c.clip_max
+
+    h = qatcore.Histogram().observe(data[0])
+    h2 = make(h)
+    h2.observe(data[1])
+    assert h.count == data[0].size and h2.count == 2 * data[0].size
+    h.observe(data[1])
+    assert repr(h) == repr(h2) and np.array_equal(h.counts, h2.counts)
+
+    w = data[2].reshape(8, 64)
+    wq = WeightQuantizer(RetrainWeightConfig(weights_retrain_algo="ulq_quantize"))
+    if seen:
+        wq.forward(w)
+    wc = make(wq)
+    assert make(wq.scheme) == wq.scheme
+    assert_same_floats(wc.forward(w), wq.forward(w))
+    wc.scale = wc.scale * np.float32(0.5)
+    assert not np.array_equal(wc.scale, wq.scale)

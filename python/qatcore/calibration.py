@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +156,23 @@ class Calibrator:
             self._histogram.merge(other._histogram)
         if other._observed is not None:
             self._widen(*other._observed)
+        return self
+
+    def merge_gathered(self, states: Sequence[Any], rank: int) -> Calibrator:
+        """Add the ranks' calibration states, gathered by a collective (``states[r]`` is rank
+        ``r``'s ``state_dict()``), except ``states[rank]``, this calibrator's own. When every
+        rank does so, each holds the union of all ranks' observations, the same on every
+        rank (merges are exact and order-independent), and calibrates as one calibrator
+        over all the batches would. A bad state raises ``ValueError`` naming its rank, and
+        nothing changes."""
+        others = []
+        for r, state in enumerate(states):
+            if r != rank:
+                other = Calibrator(self.config)
+                other.load_state_dict(state, path=f"rank {r}'s calibration state")
+                others.append(other)
+        for other in others:
+            self.merge(other)
         return self
 
     def calibrate(self) -> Calibration:

@@ -69,7 +69,8 @@ class Histogram:
     ``merge`` histograms of other parts, save and restore with ``to_state`` /
     ``from_state``. ``min``/``max`` are exact; ``counts`` (int64) and ``edges``
     (float64) describe at least ``max_bins / 2`` bins across the observed range
-    once it is wider than a few float32 ulps. Safe to share between threads.
+    once it is wider than a few float32 ulps. Safe to share between threads; copies
+    (``copy.deepcopy``, ``pickle``) are independent of the original.
     """
 
     def __init__(self, max_bins: int = 16384) -> None:
@@ -83,6 +84,17 @@ class Histogram:
         self._exponent = _MIN_EXPONENT
         self._offset = 0
         self._counts: NDArray[np.int64] = np.zeros(0, np.int64)
+        self._lock = threading.Lock()
+
+    # Copies and pickles carry the state, never the lock: each object has its own.
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:  # a consistent snapshot: _commit replaces the arrays, never edits
+            state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     # Read-only views of the state.

@@ -32,7 +32,14 @@ from .ulq import (
     ulq_weight_forward,
 )
 
-__all__ = ["ActivationQuantizer", "WeightGrads", "WeightQuantizer", "WeightScheme"]
+__all__ = [
+    "ActivationQuantizer",
+    "WeightGrads",
+    "WeightQuantizer",
+    "WeightScheme",
+    "saved_clip",
+    "saved_scale",
+]
 
 
 def _finite(value: object, name: str) -> float:
@@ -175,17 +182,56 @@ class ActivationQuantizer:
         probe.load_state_dict(state["calibration"], path=f"{path}['calibration']")
         clips = None
         if probe.calibrated:
-            clips = tuple(_state_clip(state[k], f"{path}[{k!r}]") for k in ("clip_min", "clip_max"))
+            clips = tuple(saved_clip(state[k], f"{path}[{k!r}]") for k in ("clip_min", "clip_max"))
         elif state["clip_min"] is not None or state["clip_max"] is not None:
             raise ValueError(f"{path}: expected no clips before calibration")
         self.calibrator, self._clips = probe, clips  # type: ignore[assignment]
 
 
-def _state_clip(value: object, path: str) -> float:
+def saved_clip(value: object, path: str) -> float:
+    """A saved activation clip (a number, or a 0-d array of one) as a float: a value that is
+    not a finite number raises ``ValueError`` naming ``path``. Every front end checks its
+    saved clips with it."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
     try:
         return _finite(value, path)
     except TypeError as e:
         raise ValueError(str(e)) from None
+
+
+def saved_scale(scheme: WeightScheme, value: object, path: str, channels: int | None) -> F32 | None:
+    """A saved learned weight scale checked against ``scheme`` (one value per channel along
+    its axis when ``channel_wise``, else a scalar), as the float32 array a step uses; None
+    stays None. ``channels``: the layer's channel count (None: not known, and then a
+    per-channel scale cannot be checked). A bad value raises ``ValueError`` naming
+    ``path``. Every front end checks its saved scales with it."""
+    if value is None:
+        return None
+    if not scheme.learns_scale:
+        raise ValueError(f"{path}: a scale given for an ARQ quantizer (expected None)")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: expected numbers, got {value!r}") from None
+    want_ndim = 1 if scheme.config.channel_wise else 0
+    if arr.ndim != want_ndim:
+        raise ValueError(
+            f"{path}: expected {'one value per channel' if want_ndim else 'a scalar'} "
+            f"(channel_wise={scheme.config.channel_wise}), got shape {arr.shape}"
+        )
+    if want_ndim:
+        if channels is None:
+            raise ValueError(
+                f"{path}: cannot check a per-channel scale against weights this quantizer "
+                "has not seen; pass channels= to WeightQuantizer or initialize(w) first"
+            )
+        if arr.shape != (channels,):
+            raise ValueError(
+                f"{path}: expected {(channels,)} (this layer's channels), got shape {arr.shape}"
+            )
+    with np.errstate(over="ignore"):
+        return scheme.usable_scale(arr.astype(np.float32), path)
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,7 +253,8 @@ class WeightScheme:
     ``axis``, zero point always 0) starting from the weights' ARQ scale. The scheme
     holds no scale: its caller does. Every step uses ``usable_scale(scale)``: a scale
     the optimizer pushed below ``min_scale`` (zero and negative ones included) counts
-    as ``min_scale``, a non-finite one is a ``ValueError``.
+    as ``min_scale``, a non-finite one is a ``ValueError`` (``below_min_scale``, the
+    rule every front end applies).
     """
 
     config: RetrainWeightConfig
@@ -243,13 +290,22 @@ class WeightScheme:
         """The smallest scale a step uses (SPEC "Weight ULQ"): EPS, ARQ's own floor."""
         return float(EPS)
 
+    def below_min_scale(
+        self, scale: NDArray[np.floating[Any]], name: str = "scale", hint: str = ""
+    ) -> bool:
+        """Whether some value of ``scale`` lies below ``min_scale`` (zero and negative ones
+        included); such values count as ``min_scale``, so the caller raises them to it.
+        NaN or infinity is a ``ValueError`` naming ``name`` (``hint`` appended)."""
+        if not np.isfinite(scale).all():
+            raise ValueError(f"{name}: expected finite values, got {scale.tolist()}{hint}")
+        return bool((scale < self.min_scale).any())
+
     def usable_scale(self, scale: ArrayLike, name: str = "scale") -> F32:
-        """``scale`` as the float32 array a step uses: values below ``min_scale`` raised to
-        it; NaN or infinity is a ``ValueError`` naming ``name``."""
+        """``scale`` as the float32 array a step uses (a new one): values below
+        ``min_scale`` raised to it; NaN or infinity is a ``ValueError`` naming ``name``."""
         arr = as_float32(scale, name)
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name}: expected finite values, got {arr.tolist()}")
-        return np.maximum(arr, np.float32(EPS)).astype(np.float32)
+        self.below_min_scale(arr, name)
+        return np.maximum(arr, np.float32(self.min_scale))
 
     def initial_scale(self, w: ArrayLike) -> F32:
         """ULQ's starting scale: the ARQ scale of ``w`` (0-d per tensor, else one per channel)."""
@@ -313,21 +369,6 @@ class WeightScheme:
         s = self._need_scale(scale, "backward")
         r = ulq_weight_backward(grad, w, s, num_bits=self.num_bits, axis=self.scale_axis, out=out)
         return WeightGrads(r.grad_weight, r.grad_scale)
-
-
-#: The state keys of the asymmetric weight ULQ before SPEC "Weight ULQ" (refused on load).
-OLD_WEIGHT_STATE_KEYS = ("clip_min", "clip_max")
-
-
-def old_weight_state_error(key: str) -> ValueError:
-    """The error for a checkpoint entry ``key`` of the old asymmetric weight ULQ state."""
-    return ValueError(
-        f"{key}: this is the asymmetric weight state (learned clip_min/clip_max) of an "
-        "earlier qatcore; weight ULQ now learns one symmetric scale with zero point 0 "
-        "(SPEC 'Weight ULQ') and the clips are not converted. Start the weight "
-        "quantizers afresh from the weights (drop the clip_min/clip_max entries) or "
-        "load the checkpoint with the qatcore that wrote it"
-    )
 
 
 class WeightQuantizer:
@@ -418,45 +459,11 @@ class WeightQuantizer:
     def load_state_dict(self, state: Any, *, path: str = "state") -> None:
         """Restore ``state_dict()``; a bad entry raises ``ValueError`` naming its path, and
         nothing changes. The scale must have the shape of this quantizer's (one per
-        channel along ``axis`` when ``channel_wise``, else a scalar). The clips of the
-        earlier asymmetric weight ULQ are refused, not converted."""
-        if isinstance(state, dict):
-            for key in OLD_WEIGHT_STATE_KEYS:
-                if key in state:
-                    raise old_weight_state_error(f"{path}[{key!r}]")
+        channel along ``axis`` when ``channel_wise``, else a scalar)."""
         if not isinstance(state, dict) or set(state) != {"scale"}:
             raise ValueError(
                 f"{path}: expected a dict with the key scale, "
                 f"got {sorted(state) if isinstance(state, dict) else type(state).__name__}"
             )
-        value, where = state["scale"], f"{path}['scale']"
-        if value is None:
-            self._scale = None
-            return
-        if not self.scheme.learns_scale:
-            raise ValueError(f"{where}: a scale given for an ARQ quantizer (expected None)")
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected numbers, got {value!r}") from None
-        want_ndim = 1 if self.config.channel_wise else 0
-        if arr.ndim != want_ndim:
-            raise ValueError(
-                f"{where}: expected {'one value per channel' if want_ndim else 'a scalar'} "
-                f"(channel_wise={self.config.channel_wise}), got shape {arr.shape}"
-            )
-        if want_ndim:
-            known = self._scale.shape if self._scale is not None else None
-            if known is None and self.channels is not None:
-                known = (self.channels,)
-            if known is None:
-                raise ValueError(
-                    f"{where}: cannot check a per-channel scale against weights this quantizer "
-                    "has not seen; pass channels= to WeightQuantizer or initialize(w) first"
-                )
-            if arr.shape != known:
-                raise ValueError(
-                    f"{where}: expected {known} (this layer's channels), got shape {arr.shape}"
-                )
-        with np.errstate(over="ignore"):
-            self._scale = self.scheme.usable_scale(arr.astype(np.float32), where)
+        known = self.channels if self._scale is None else self._scale.size
+        self._scale = saved_scale(self.scheme, state["scale"], f"{path}['scale']", known)

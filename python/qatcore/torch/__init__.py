@@ -24,34 +24,20 @@ except ModuleNotFoundError as e:  # only torch itself missing: a broken install 
     ) from None
 
 from ._amct import to_amct_json
+from ._dispatch import force_portable
 from ._export import Int8Layer, export_int8, quantized_layers
+from ._fake_quant import ActivationFakeQuant, WeightFakeQuant
 from ._functions import (
     ArqFunction,
     UlqFunction,
     UlqWeightFunction,
     arq_fake_quant,
-    portable_fake_quant,
-    portable_ulq_backward,
-    portable_ulq_weight_backward,
     ulq_fake_quant,
     ulq_weight_fake_quant,
 )
-from ._modules import (
-    QUANTIZED,
-    ActivationFakeQuant,
-    Conv1dQAT,
-    Conv2dQAT,
-    Conv3dQAT,
-    ConvTranspose2dQAT,
-    LinearQAT,
-    QuantConv1d,
-    QuantConv2d,
-    QuantLinear,
-    WeightFakeQuant,
-    prepare_qat,
-    quantizable_layers,
-)
+from ._layers import QUANTIZED, Conv1dQAT, Conv2dQAT, Conv3dQAT, ConvTranspose2dQAT, LinearQAT
 from ._onnx import OnnxExport, OnnxQuantizedLayer, export_onnx
+from ._prepare import prepare_qat, quantizable_layers
 
 __all__ = [
     "QUANTIZED",
@@ -65,18 +51,13 @@ __all__ = [
     "LinearQAT",
     "OnnxExport",
     "OnnxQuantizedLayer",
-    "QuantConv1d",
-    "QuantConv2d",
-    "QuantLinear",
     "UlqFunction",
     "UlqWeightFunction",
     "WeightFakeQuant",
     "arq_fake_quant",
     "export_int8",
     "export_onnx",
-    "portable_fake_quant",
-    "portable_ulq_backward",
-    "portable_ulq_weight_backward",
+    "force_portable",
     "prepare_qat",
     "quantizable_layers",
     "quantized_layers",

@@ -9,7 +9,7 @@ from torch import nn
 
 from qatcore.config import RetrainConfig
 
-from ._modules import quantizable_layers
+from ._prepare import quantizable_layers
 
 __all__ = ["to_amct_json"]
 

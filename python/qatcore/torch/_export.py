@@ -11,7 +11,7 @@ from torch import nn
 
 import qatcore
 
-from ._modules import QUANTIZED
+from ._layers import QUANTIZED
 
 __all__ = ["Int8Layer", "export_int8", "quantized_layers"]
 

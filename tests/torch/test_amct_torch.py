@@ -221,8 +221,6 @@ def test_single_op_layers_take_the_float_arguments_plus_config() -> None:
     x = torch.randn(2, 1, 5, 5)
     assert torch.equal(off(x), nn.functional.conv2d(x, off.weight, off.bias))
     assert qt.quantized_layers(nn.Sequential(off)) == {}
-    # The earlier names are the same classes.
-    assert qt.QuantConv2d is qt.Conv2dQAT and qt.QuantLinear is qt.LinearQAT
 
 
 class Upsampler(nn.Module):

@@ -1,4 +1,4 @@
-"""Checks on prepared PyTorch models, shared by the PyTorch test modules."""
+"""Models, training loops and checks shared by the PyTorch test modules."""
 
 from __future__ import annotations
 
@@ -89,3 +89,52 @@ def assert_layers_compute_on_the_grid(model: torch.nn.Module, x: torch.Tensor) -
         assert_same_floats(w_seen, want_w, f"{name} weight")
         # Not vacuous: the float values are off the grid.
         assert not np.array_equal(x_float, want_x) and not np.array_equal(w, want_w), name
+
+
+def small_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(2, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 10, 8),
+        torch.nn.Tanh(),
+        torch.nn.Linear(8, 3),
+    )
+
+
+def train_steps(model, optimizer, batches, targets) -> list[float]:
+    """One optimizer step per batch; the losses."""
+    losses = []
+    for b, t in zip(batches, targets):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(b), t)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def assert_same_state(a, b, where: str = "state") -> None:
+    """Equal state dicts, optimizer states included: every tensor the same bits."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b) or (
+            a.is_floating_point()
+            and torch.equal(
+                a.view(torch.int32 if a.dtype == torch.float32 else torch.int64),
+                b.view(torch.int32 if b.dtype == torch.float32 else torch.int64),
+            )
+        ), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, set(a) ^ set(b))
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same_state(u, v, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, (where, a, b)
