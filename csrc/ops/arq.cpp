@@ -31,7 +31,8 @@ int64_t first_non_finite(const float* w, int64_t n) {
 
 // Channels laid out as contiguous rows (outer == 1) and y != w: one fused pass,
 // each row reduced and then quantized while it is still in cache.
-bool arq_fused_rows(Executor& ex, const float* w, float* y, const Layout& l, QRange r, float* scales) {
+bool arq_fused_rows(Executor& ex, const float* w, float* y, const Layout& l, QRange r,
+                    float* scales) {
   const Kernels& k = kernels();
   std::atomic<int> finite{1};
   const int64_t min_rows = grain(Family::arq) / std::max<int64_t>(1, l.inner);
@@ -55,7 +56,8 @@ bool arq_fused_rows(Executor& ex, const float* w, float* y, const Layout& l, QRa
 // Any layout: per-channel min/max over the whole tensor first, then one
 // elementwise pass. Min and max are exact, so the split into chunks (here one
 // per thread, to bound the partial arrays) cannot change the result.
-bool arq_two_pass(Executor& ex, const float* w, float* y, const Layout& l, QRange r, float* scales) {
+bool arq_two_pass(Executor& ex, const float* w, float* y, const Layout& l, QRange r,
+                  float* scales) {
   const Kernels& k = kernels();
   const int64_t n = l.size();
   const auto channels = static_cast<size_t>(l.channels);
@@ -104,7 +106,8 @@ int64_t arq(Executor& ex, const float* w, float* y, const Layout& l, QRange r, f
   // half-overwritten when a later channel turns out to hold a NaN; in-place
   // calls reduce everything first and write only once the input is known good.
   const bool fused = l.outer == 1 && l.channels > 1 && y != w;
-  const bool ok = fused ? arq_fused_rows(ex, w, y, l, r, scales) : arq_two_pass(ex, w, y, l, r, scales);
+  const bool ok =
+      fused ? arq_fused_rows(ex, w, y, l, r, scales) : arq_two_pass(ex, w, y, l, r, scales);
   return ok ? -1 : first_non_finite(w, l.size());
 }
 

@@ -35,8 +35,8 @@ HistogramScratch g_scratch;  // guarded by g_scratch_mutex
 
 }  // namespace
 
-void histogram_add(Executor& ex, const float* x, int64_t n, double inv_width, double offset, int64_t* counts,
-                   int64_t nbins) {
+void histogram_add(Executor& ex, const float* x, int64_t n, double inv_width, double offset,
+                   int64_t* counts, int64_t nbins) {
   const IfmrKernels& k = *kernels().ifmr;
   // Part 0 counts into `counts`; every other part into private int64 counts,
   // added afterwards (integer sums: exact in any order). The number of parts is
@@ -68,8 +68,8 @@ void histogram_add(Executor& ex, const float* x, int64_t n, double inv_width, do
   }
 }
 
-void data_sq_errors(Executor& ex, const float* x, int64_t n, const float* scales, const int32_t* zero_points,
-                    int64_t candidates, QRange r, double* out) {
+void data_sq_errors(Executor& ex, const float* x, int64_t n, const float* scales,
+                    const int32_t* zero_points, int64_t candidates, QRange r, double* out) {
   const IfmrKernels& k = *kernels().ifmr;
   // Fixed blocks (never from the thread count or grain), each small enough to
   // stay in cache while every candidate scores it; block sums added in order.
@@ -96,13 +96,14 @@ void data_sq_errors(Executor& ex, const float* x, int64_t n, const float* scales
   }
 }
 
-void hist_sq_errors(Executor& ex, const double* lo, const double* hi, const double* count, int64_t bins,
-                    const float* scales, const int32_t* zero_points, int64_t candidates, QRange r,
-                    double* out) {
+void hist_sq_errors(Executor& ex, const double* lo, const double* hi, const double* count,
+                    int64_t bins, const float* scales, const int32_t* zero_points,
+                    int64_t candidates, QRange r, double* out) {
   const IfmrKernels& k = *kernels().ifmr;
   // Candidates are independent: each one's sum is computed whole by one thread.
   const int64_t min_candidates = grain(Family::ifmr) / std::max<int64_t>(1, bins);
-  parallel_ranges(ex, candidates, even_chunk(candidates, min_candidates), [&](int64_t c0, int64_t c1) {
+  const int64_t per_chunk = even_chunk(candidates, min_candidates);
+  parallel_ranges(ex, candidates, per_chunk, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       out[c] = k.hist_sq_error(lo, hi, count, bins, static_cast<double>(scales[c]),
                                static_cast<double>(r.qmin - zero_points[c]),

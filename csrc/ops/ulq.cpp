@@ -48,7 +48,8 @@ constexpr int64_t kUlqColGroups = 64;
 // the last axis: per-channel accumulators per group of outer rows, added in group
 // order.
 template <int K, class Row, class Cols>
-void backward_sums(Executor& ex, const Layout& l, const Row& row, const Cols& cols, std::vector<double>& total) {
+void backward_sums(Executor& ex, const Layout& l, const Row& row, const Cols& cols,
+                   std::vector<double>& total) {
   constexpr auto nk = static_cast<size_t>(K);
   const auto nc = static_cast<size_t>(l.channels);
   if (l.size() == 0) return;
@@ -183,7 +184,8 @@ int64_t ulq_backward(Executor& ex, const float* x, const float* g, float* gx, co
   return -1;
 }
 
-void ulq_weight_forward(Executor& ex, const float* w, float* y, const Layout& l, const float* scale, QRange r) {
+void ulq_weight_forward(Executor& ex, const float* w, float* y, const Layout& l, const float* scale,
+                        QRange r) {
   const std::vector<int32_t> zeros(static_cast<size_t>(l.channels), 0);
   fake_quantize(ex, w, y, l, scale, zeros.data(), r);
 }

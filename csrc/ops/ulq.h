@@ -32,7 +32,8 @@ int64_t ulq_backward(Executor& ex, const float* x, const float* g, float* gx, co
 // Weight ULQ. scale holds one value per channel: finite, positive, with a finite
 // reciprocal (core/op_checks.h). The forward is fake quantization with
 // zero point 0 (y may be w): bit-identical to ARQ's output for the same scales.
-void ulq_weight_forward(Executor& ex, const float* w, float* y, const Layout& l, const float* scale, QRange r);
+void ulq_weight_forward(Executor& ex, const float* w, float* y, const Layout& l, const float* scale,
+                        QRange r);
 
 // The weight backward in one pass: grad_weight = g into gw (straight-through,
 // unmasked; nothing is written when gw is g) and one scale gradient per channel,

@@ -35,7 +35,9 @@ std::vector<std::string> available_isas_py() {
 
 void register_backend(py::module_& m) {
   py::tuple levels(kIsaCount);
-  for (int i = 0; i < kIsaCount; ++i) levels[static_cast<size_t>(i)] = isa_name(static_cast<Isa>(i));
+  for (int i = 0; i < kIsaCount; ++i) {
+    levels[static_cast<size_t>(i)] = isa_name(static_cast<Isa>(i));
+  }
   m.attr("ISA_LEVELS") = levels;
   m.def("isa", [] { return std::string(isa_name(kernels().isa)); });
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
