@@ -23,13 +23,21 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def test_every_level_the_cpu_has_is_available() -> None:
+def machine_levels() -> tuple[bool, bool]:
+    """(AVX2, AVX-512) as /proc/cpuinfo lists them: the levels' definitions, written here
+    independently of csrc/dispatch.cpp."""
     flags = cpu_flags()
+    avx2 = {"avx2", "fma"} <= flags
+    return avx2, avx2 and {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
+
+
+def test_every_level_the_cpu_has_is_available() -> None:
+    avx2, avx512 = machine_levels()
     isas = qatcore.available_isas()
     assert isas[0] == "scalar"
-    if {"avx2", "fma"} <= flags:
+    if avx2:
         assert "avx2" in isas
-    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+    if avx512:
         assert isas == ["scalar", "avx2", "avx512"]
     assert list(dict.fromkeys(isa for isa, _, _ in BACKENDS)) == isas, "every level is tested"
 
@@ -73,15 +81,28 @@ def test_threads() -> None:
         assert qatcore.get_num_threads() == 1
 
 
+def expected_level(cap: str) -> str:
+    """The level QATCORE_ISA=cap leaves this machine at: the highest it has up to the cap."""
+    avx2, avx512 = machine_levels()
+    best_up_to = {
+        "scalar": "scalar",
+        "avx2": "avx2" if avx2 else "scalar",
+        "avx512": "avx512" if avx512 else "avx2" if avx2 else "scalar",
+    }
+    return best_up_to[cap.lower()]
+
+
 @pytest.mark.parametrize("cap", ["scalar", "avx2", "avx512", "AVX2"])
 def test_qatcore_isa_caps_the_level(cap: str) -> None:
     proc = run_python("import qatcore; print(qatcore.get_isa())", QATCORE_ISA=cap)
     assert proc.returncode == 0, proc.stderr
-    levels = list(qatcore.ISA_LEVELS)
-    allowed = [
-        isa for isa in qatcore.available_isas() if levels.index(isa) <= levels.index(cap.lower())
-    ]
-    assert proc.stdout.strip() == allowed[-1]
+    assert proc.stdout.strip() == expected_level(cap)
+
+
+def test_isa_levels_are_named_lowest_first() -> None:
+    assert qatcore.ISA_LEVELS == ("scalar", "avx2", "avx512")
+    with pytest.raises(ValueError, match="^isa: expected one of 'scalar', 'avx2', 'avx512', got"):
+        qatcore.set_isa("sse9")
 
 
 def test_environment_errors_are_clear() -> None:

@@ -48,3 +48,12 @@ def test_plot_without_matplotlib_names_the_extra() -> None:
     assert proc.stdout.strip() == (
         "IfmrResult.plot needs matplotlib, which is not installed: pip install 'qatcore[plot]'"
     )
+
+
+def test_only_the_python_binding_includes_pybind11() -> None:
+    """The core (checks, operations, executors, kernels) knows no front end."""
+    sources = [*ROOT.glob("csrc/**/*.h"), *ROOT.glob("csrc/**/*.cpp")]
+    binding = ROOT / "csrc" / "bindings" / "python"
+    hits = [f for f in sources if "pybind11" in f.read_text(encoding="utf-8")]
+    outside = [str(f.relative_to(ROOT)) for f in hits if not f.is_relative_to(binding)]
+    assert hits and outside == []

@@ -23,7 +23,7 @@ from qatcore import _core, kernels
 
 GRAINS = _core.grains()
 FAMILIES = ["elementwise", "ulq_backward", "arq", "reduce", "ifmr"]
-WAKE_CHUNKS = 4  # csrc/parallel.cpp kWakeChunks: jobs this long wake sleeping workers
+WAKE_CHUNKS = _core.wake_chunks()  # jobs this long wake the pool's sleeping workers
 
 
 def sizes_around(family: str) -> list[int]:
@@ -34,6 +34,8 @@ def sizes_around(family: str) -> list[int]:
 
 
 def test_every_family_has_a_measured_grain() -> None:
+    """The grains of csrc/ops/layout.h are measured by `python bench/bench.py --only threads`
+    (its "serial below" rows, rounded to a power of two); rerun that case when one changes."""
     assert sorted(GRAINS) == sorted(FAMILIES)
     for family, g in GRAINS.items():
         assert g >= 1 and g & (g - 1) == 0, (family, g)  # a power of two, as measured

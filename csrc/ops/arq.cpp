@@ -31,11 +31,12 @@ int64_t first_non_finite(const float* w, int64_t n) {
 
 // Channels laid out as contiguous rows (outer == 1) and y != w: one fused pass,
 // each row reduced and then quantized while it is still in cache.
-bool arq_fused_rows(const float* w, float* y, const Layout& l, QRange r, float* scales) {
+bool arq_fused_rows(Executor& ex, const float* w, float* y, const Layout& l, QRange r,
+                    float* scales) {
   const Kernels& k = kernels();
   std::atomic<int> finite{1};
   const int64_t min_rows = grain(Family::arq) / std::max<int64_t>(1, l.inner);
-  parallel_ranges(l.channels, even_chunk(l.channels, min_rows), [&](int64_t c0, int64_t c1) {
+  parallel_ranges(ex, l.channels, even_chunk(l.channels, min_rows), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float* row = w + c * l.inner;
       MinMax m{kInf, -kInf, 1};
@@ -55,16 +56,17 @@ bool arq_fused_rows(const float* w, float* y, const Layout& l, QRange r, float* 
 // Any layout: per-channel min/max over the whole tensor first, then one
 // elementwise pass. Min and max are exact, so the split into chunks (here one
 // per thread, to bound the partial arrays) cannot change the result.
-bool arq_two_pass(const float* w, float* y, const Layout& l, QRange r, float* scales) {
+bool arq_two_pass(Executor& ex, const float* w, float* y, const Layout& l, QRange r,
+                  float* scales) {
   const Kernels& k = kernels();
   const int64_t n = l.size();
   const auto channels = static_cast<size_t>(l.channels);
-  const Parts parts = per_thread_parts(n);
+  const Parts parts = per_thread_parts(ex, n);
   const int64_t per_part = parts.size, n_parts = parts.count;
   std::vector<float> lo(channels * static_cast<size_t>(n_parts), kInf);
   std::vector<float> hi(lo.size(), -kInf);
   std::atomic<int> finite{1};
-  parallel_ranges(n, per_part, [&](int64_t a, int64_t b) {
+  parallel_ranges(ex, n, per_part, [&](int64_t a, int64_t b) {
     const size_t base = static_cast<size_t>(a / per_part) * channels;
     float* plo = &lo[base];
     float* phi = &hi[base];
@@ -92,19 +94,20 @@ bool arq_two_pass(const float* w, float* y, const Layout& l, QRange r, float* sc
   }
   if (y != nullptr) {
     const std::vector<int32_t> zeros(channels, 0);
-    fake_quantize(w, y, l, scales, zeros.data(), r);
+    fake_quantize(ex, w, y, l, scales, zeros.data(), r);
   }
   return true;
 }
 
 }  // namespace
 
-int64_t arq(const float* w, float* y, const Layout& l, QRange r, float* scales) {
+int64_t arq(Executor& ex, const float* w, float* y, const Layout& l, QRange r, float* scales) {
   // The fused pass writes channel by channel, so it would leave an aliased w
   // half-overwritten when a later channel turns out to hold a NaN; in-place
   // calls reduce everything first and write only once the input is known good.
   const bool fused = l.outer == 1 && l.channels > 1 && y != w;
-  const bool ok = fused ? arq_fused_rows(w, y, l, r, scales) : arq_two_pass(w, y, l, r, scales);
+  const bool ok =
+      fused ? arq_fused_rows(ex, w, y, l, r, scales) : arq_two_pass(ex, w, y, l, r, scales);
   return ok ? -1 : first_non_finite(w, l.size());
 }
 

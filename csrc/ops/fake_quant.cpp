@@ -40,12 +40,12 @@ struct ChannelConsts {
 };
 
 template <class T, class RowK, class ColsK>
-bool quantize_impl(const float* x, T* q, const Layout& l, const float* scale,
+bool quantize_impl(Executor& ex, const float* x, T* q, const Layout& l, const float* scale,
                    const int32_t* zero_point, QRange r, RowK row_k, ColsK cols_k) {
   const ChannelConsts cc(scale, zero_point, l.channels, r);
   std::atomic<int> nan{0};
   elementwise(
-      l,
+      ex, l,
       [&](int64_t off, int64_t n, int64_t c) {
         if (row_k(x + off, q + off, n, cc.rows[static_cast<size_t>(c)])) nan.store(1);
       },
@@ -56,11 +56,11 @@ bool quantize_impl(const float* x, T* q, const Layout& l, const float* scale,
 }
 
 template <class T, class RowK, class ColsK>
-void dequantize_impl(const T* q, float* y, const Layout& l, const float* scale,
+void dequantize_impl(Executor& ex, const T* q, float* y, const Layout& l, const float* scale,
                      const int32_t* zero_point, QRange r, RowK row_k, ColsK cols_k) {
   const ChannelConsts cc(scale, zero_point, l.channels, r);
   elementwise(
-      l,
+      ex, l,
       [&](int64_t off, int64_t n, int64_t c) {
         row_k(q + off, y + off, n, cc.rows[static_cast<size_t>(c)]);
       },
@@ -69,40 +69,40 @@ void dequantize_impl(const T* q, float* y, const Layout& l, const float* scale,
 
 }  // namespace
 
-void fake_quantize(const float* x, float* y, const Layout& l, const float* scale,
+void fake_quantize(Executor& ex, const float* x, float* y, const Layout& l, const float* scale,
                    const int32_t* zero_point, QRange r) {
   const FakeQuantKernels& k = *kernels().fq;
   const ChannelConsts cc(scale, zero_point, l.channels, r);
   elementwise(
-      l,
+      ex, l,
       [&](int64_t off, int64_t n, int64_t c) {
         k.fq_row(x + off, y + off, n, cc.rows[static_cast<size_t>(c)]);
       },
       [&](int64_t off, int64_t n, int64_t c) { k.fq_cols(x + off, y + off, n, cc.from(c)); });
 }
 
-bool quantize(const float* x, int8_t* q, const Layout& l, const float* scale,
+bool quantize(Executor& ex, const float* x, int8_t* q, const Layout& l, const float* scale,
               const int32_t* zero_point, QRange r) {
   const FakeQuantKernels& k = *kernels().fq;
-  return quantize_impl(x, q, l, scale, zero_point, r, k.quant_row_i8, k.quant_cols_i8);
+  return quantize_impl(ex, x, q, l, scale, zero_point, r, k.quant_row_i8, k.quant_cols_i8);
 }
 
-bool quantize(const float* x, int16_t* q, const Layout& l, const float* scale,
+bool quantize(Executor& ex, const float* x, int16_t* q, const Layout& l, const float* scale,
               const int32_t* zero_point, QRange r) {
   const FakeQuantKernels& k = *kernels().fq;
-  return quantize_impl(x, q, l, scale, zero_point, r, k.quant_row_i16, k.quant_cols_i16);
+  return quantize_impl(ex, x, q, l, scale, zero_point, r, k.quant_row_i16, k.quant_cols_i16);
 }
 
-void dequantize(const int8_t* q, float* y, const Layout& l, const float* scale,
+void dequantize(Executor& ex, const int8_t* q, float* y, const Layout& l, const float* scale,
                 const int32_t* zero_point, QRange r) {
   const FakeQuantKernels& k = *kernels().fq;
-  dequantize_impl(q, y, l, scale, zero_point, r, k.dequant_row_i8, k.dequant_cols_i8);
+  dequantize_impl(ex, q, y, l, scale, zero_point, r, k.dequant_row_i8, k.dequant_cols_i8);
 }
 
-void dequantize(const int16_t* q, float* y, const Layout& l, const float* scale,
+void dequantize(Executor& ex, const int16_t* q, float* y, const Layout& l, const float* scale,
                 const int32_t* zero_point, QRange r) {
   const FakeQuantKernels& k = *kernels().fq;
-  dequantize_impl(q, y, l, scale, zero_point, r, k.dequant_row_i16, k.dequant_cols_i16);
+  dequantize_impl(ex, q, y, l, scale, zero_point, r, k.dequant_row_i16, k.dequant_cols_i16);
 }
 
 }  // namespace qatcore

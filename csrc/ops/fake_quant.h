@@ -1,7 +1,9 @@
 // Fake quantization, quantization to integer codes and back (SPEC "Notation"),
 // over whole tensors: layout and threads on top of kernels/fake_quant.h.
-// No Python here; the bindings validate every argument before calling in, so
-// these functions trust their preconditions.
+// No front end here; every front end runs core/op_checks.h before calling in, so
+// these functions trust their preconditions. Every operation in csrc/ops/ runs
+// its chunks on the executor it is given (exec/executor.h); its results are the
+// same bits on any executor.
 #pragma once
 #include <cstdint>
 
@@ -18,17 +20,17 @@ inline QuantConst quant_const(float scale, int32_t z, QRange r) {
 
 // scale/zero_point have `channels` entries: finite, positive scales with a
 // finite reciprocal; zero points in [qmin, qmax]. y may be x, but no other overlap.
-void fake_quantize(const float* x, float* y, const Layout& l, const float* scale,
+void fake_quantize(Executor& ex, const float* x, float* y, const Layout& l, const float* scale,
                    const int32_t* zero_point, QRange r);
 
 // Returns false if x held a NaN (its code is the zero point).
-bool quantize(const float* x, int8_t* q, const Layout& l, const float* scale,
+bool quantize(Executor& ex, const float* x, int8_t* q, const Layout& l, const float* scale,
               const int32_t* zero_point, QRange r);
-bool quantize(const float* x, int16_t* q, const Layout& l, const float* scale,
+bool quantize(Executor& ex, const float* x, int16_t* q, const Layout& l, const float* scale,
               const int32_t* zero_point, QRange r);
-void dequantize(const int8_t* q, float* y, const Layout& l, const float* scale,
+void dequantize(Executor& ex, const int8_t* q, float* y, const Layout& l, const float* scale,
                 const int32_t* zero_point, QRange r);
-void dequantize(const int16_t* q, float* y, const Layout& l, const float* scale,
+void dequantize(Executor& ex, const int16_t* q, float* y, const Layout& l, const float* scale,
                 const int32_t* zero_point, QRange r);
 
 }  // namespace qatcore

@@ -35,8 +35,8 @@ HistogramScratch g_scratch;  // guarded by g_scratch_mutex
 
 }  // namespace
 
-void histogram_add(const float* x, int64_t n, double inv_width, double offset, int64_t* counts,
-                   int64_t nbins) {
+void histogram_add(Executor& ex, const float* x, int64_t n, double inv_width, double offset,
+                   int64_t* counts, int64_t nbins) {
   const IfmrKernels& k = *kernels().ifmr;
   // Part 0 counts into `counts`; every other part into private int64 counts,
   // added afterwards (integer sums: exact in any order). The number of parts is
@@ -46,7 +46,7 @@ void histogram_add(const float* x, int64_t n, double inv_width, double offset, i
   const size_t per_part = staged * sizeof(uint16_t) + nb * sizeof(int64_t);
   const auto max_parts = static_cast<int64_t>(
       (kHistogramScratchBytes + nb * sizeof(int64_t)) / per_part);
-  const Parts parts = per_thread_parts(n, std::max<int64_t>(1, max_parts));
+  const Parts parts = per_thread_parts(ex, n, std::max<int64_t>(1, max_parts));
   const auto n_parts = static_cast<size_t>(parts.count);
   const int64_t part_size = parts.size;
 
@@ -56,7 +56,7 @@ void histogram_add(const float* x, int64_t n, double inv_width, double offset, i
   HistogramScratch& s = lock.owns_lock() ? g_scratch : local;
   s.prepare(nb * (n_parts - 1), staged * n_parts);
 
-  parallel_ranges(n, part_size, [&](int64_t a, int64_t b) {
+  parallel_ranges(ex, n, part_size, [&](int64_t a, int64_t b) {
     const auto p = static_cast<size_t>(a / part_size);
     int64_t* dst = p == 0 ? counts : &s.priv[(p - 1) * nb];
     uint16_t* stage = staged ? &s.staging[p * staged] : nullptr;
@@ -68,8 +68,8 @@ void histogram_add(const float* x, int64_t n, double inv_width, double offset, i
   }
 }
 
-void data_sq_errors(const float* x, int64_t n, const float* scales, const int32_t* zero_points,
-                    int64_t candidates, QRange r, double* out) {
+void data_sq_errors(Executor& ex, const float* x, int64_t n, const float* scales,
+                    const int32_t* zero_points, int64_t candidates, QRange r, double* out) {
   const IfmrKernels& k = *kernels().ifmr;
   // Fixed blocks (never from the thread count or grain), each small enough to
   // stay in cache while every candidate scores it; block sums added in order.
@@ -81,7 +81,7 @@ void data_sq_errors(const float* x, int64_t n, const float* scales, const int32_
   std::vector<double> partial(static_cast<size_t>(blocks) * nc, 0.0);
   const int64_t min_blocks =
       grain(Family::ifmr) / std::max<int64_t>(1, kBlock * static_cast<int64_t>(nc));
-  parallel_ranges(blocks, even_chunk(blocks, min_blocks), [&](int64_t b0, int64_t b1) {
+  parallel_ranges(ex, blocks, even_chunk(blocks, min_blocks), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t a = b * kBlock, len = std::min(kBlock, n - a);
       for (size_t c = 0; c < nc; ++c) {
@@ -96,13 +96,14 @@ void data_sq_errors(const float* x, int64_t n, const float* scales, const int32_
   }
 }
 
-void hist_sq_errors(const double* lo, const double* hi, const double* count, int64_t bins,
-                    const float* scales, const int32_t* zero_points, int64_t candidates, QRange r,
-                    double* out) {
+void hist_sq_errors(Executor& ex, const double* lo, const double* hi, const double* count,
+                    int64_t bins, const float* scales, const int32_t* zero_points,
+                    int64_t candidates, QRange r, double* out) {
   const IfmrKernels& k = *kernels().ifmr;
   // Candidates are independent: each one's sum is computed whole by one thread.
   const int64_t min_candidates = grain(Family::ifmr) / std::max<int64_t>(1, bins);
-  parallel_ranges(candidates, even_chunk(candidates, min_candidates), [&](int64_t c0, int64_t c1) {
+  const int64_t per_chunk = even_chunk(candidates, min_candidates);
+  parallel_ranges(ex, candidates, per_chunk, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       out[c] = k.hist_sq_error(lo, hi, count, bins, static_cast<double>(scales[c]),
                                static_cast<double>(r.qmin - zero_points[c]),

@@ -1,10 +1,11 @@
 // Shared by the operations (ops/*.cpp): how a tensor is seen around its
-// quantization axis, and how work over it is cut into chunks. No Python here.
+// quantization axis, and how work over it is cut into chunks for an executor.
+// No front end here.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
-#include "parallel.h"
+#include "exec/executor.h"
 
 namespace qatcore {
 
@@ -40,6 +41,12 @@ void for_runs(int64_t a, int64_t b, const Layout& l, Row&& row, Cols&& cols) {
     }
   }
 }
+
+// Each family of operations sizes its chunks from its own measured grain (below);
+// a positive override replaces all of them. Tests set a tiny one so that small
+// inputs are split across threads too. 0: no override.
+int64_t grain_override();
+void set_grain_override(int64_t n);  // n >= 0
 
 // Families of operations, by what one element costs them.
 enum class Family {
@@ -86,13 +93,13 @@ inline int64_t even_chunk(int64_t n, int64_t min) {
 
 // Runs an elementwise per-channel map over the whole tensor in chunks of the family's grain.
 template <class Row, class Cols>
-void elementwise(const Layout& l, Row&& row, Cols&& cols) {
+void elementwise(Executor& ex, const Layout& l, Row&& row, Cols&& cols) {
   const int64_t n = l.size();
-  parallel_ranges(n, even_chunk(n, grain(Family::elementwise)),
+  parallel_ranges(ex, n, even_chunk(n, grain(Family::elementwise)),
                   [&](int64_t a, int64_t b) { for_runs(a, b, l, row, cols); });
 }
 
-// One contiguous part per thread (of at least the reduce grain), for reductions whose
+// One contiguous part per executor thread (of at least the reduce grain), for reductions whose
 // result cannot depend on the split: exact min/max, integer counts.
 struct Parts {
   int64_t count;  // ranges parallel_ranges(n, size, ...) will produce (1 when n == 0)
@@ -100,9 +107,9 @@ struct Parts {
 };
 
 // At most max_parts parts (>= 1): callers that keep per-part state bound it here.
-inline Parts per_thread_parts(int64_t n, int64_t max_parts = INT64_MAX) {
+inline Parts per_thread_parts(const Executor& ex, int64_t n, int64_t max_parts = INT64_MAX) {
   const int64_t wanted = std::max<int64_t>(
-      1, std::min({int64_t{num_threads()}, n / grain(Family::reduce), max_parts}));
+      1, std::min({int64_t{ex.threads()}, n / grain(Family::reduce), max_parts}));
   const int64_t size = std::max<int64_t>(1, (n + wanted - 1) / wanted);
   return {n == 0 ? 1 : (n + size - 1) / size, size};
 }

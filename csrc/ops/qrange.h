@@ -1,5 +1,6 @@
 // The integer grid of a bit width, and EPS: the one definition of both.
-// Python reads them through _core.qrange and _core.EPS (bindings/register_backend.cpp).
+// Python reads them through _core.qrange and _core.EPS
+// (bindings/python/register_fake_quant.cpp).
 #pragma once
 #include <cstdint>
 
@@ -18,7 +19,7 @@ struct QRange {
   int32_t qmax;
 };
 
-// Precondition: kMinBits <= num_bits <= kMaxBits (checked in the bindings).
+// Precondition: kMinBits <= num_bits <= kMaxBits (core/checks.h).
 constexpr QRange qrange(int num_bits) {
   const int32_t half = int32_t{1} << (num_bits - 1);
   return {-half, half - 1};

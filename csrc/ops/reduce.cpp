@@ -9,14 +9,14 @@
 
 namespace qatcore {
 
-MinMax minmax(const float* x, int64_t n) {
+MinMax minmax(Executor& ex, const float* x, int64_t n) {
   const ReduceKernels& k = *kernels().reduce;
   constexpr float kInf = std::numeric_limits<float>::infinity();
   // Min and max are exact: one part per thread, combined in any order.
-  const Parts parts = per_thread_parts(n);
+  const Parts parts = per_thread_parts(ex, n);
   const int64_t per_part = parts.size;
   std::vector<MinMax> part(static_cast<size_t>(parts.count), MinMax{kInf, -kInf, 1});
-  parallel_ranges(n, per_part, [&](int64_t a, int64_t b) {
+  parallel_ranges(ex, n, per_part, [&](int64_t a, int64_t b) {
     k.minmax(x + a, b - a, &part[static_cast<size_t>(a / per_part)]);
   });
   MinMax r{kInf, -kInf, 1};

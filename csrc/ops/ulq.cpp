@@ -48,7 +48,8 @@ constexpr int64_t kUlqColGroups = 64;
 // the last axis: per-channel accumulators per group of outer rows, added in group
 // order.
 template <int K, class Row, class Cols>
-void backward_sums(const Layout& l, const Row& row, const Cols& cols, std::vector<double>& total) {
+void backward_sums(Executor& ex, const Layout& l, const Row& row, const Cols& cols,
+                   std::vector<double>& total) {
   constexpr auto nk = static_cast<size_t>(K);
   const auto nc = static_cast<size_t>(l.channels);
   if (l.size() == 0) return;
@@ -58,7 +59,7 @@ void backward_sums(const Layout& l, const Row& row, const Cols& cols, std::vecto
     std::vector<double> sums(nk * ng * nc);  // [k][group][channel]
     const int64_t min_groups =
         grain(Family::ulq_backward) / std::max<int64_t>(1, l.size() / groups);
-    parallel_ranges(groups, even_chunk(groups, min_groups), [&](int64_t k0, int64_t k1) {
+    parallel_ranges(ex, groups, even_chunk(groups, min_groups), [&](int64_t k0, int64_t k1) {
       for (int64_t grp = k0; grp < k1; ++grp) {
         double* acc[K];
         for (size_t k = 0; k < nk; ++k) {
@@ -83,7 +84,7 @@ void backward_sums(const Layout& l, const Row& row, const Cols& cols, std::vecto
       long_rows ? l.outer * blocks_per_row : (l.outer + rows_per_piece - 1) / rows_per_piece;
   std::vector<double> partial(static_cast<size_t>(l.channels * pieces) * nk);
   const int64_t piece_elems = long_rows ? kUlqBlock : rows_per_piece * l.inner;
-  parallel_ranges(l.channels * pieces,
+  parallel_ranges(ex, l.channels * pieces,
                   even_chunk(l.channels * pieces, grain(Family::ulq_backward) / piece_elems),
                   [&](int64_t t0, int64_t t1) {
                     for (int64_t t = t0; t < t1; ++t) {
@@ -135,16 +136,16 @@ int64_t ulq_params(const float* clip_min, const float* clip_max, int64_t channel
   return -1;
 }
 
-int64_t ulq_forward(const float* x, float* y, const Layout& l, const float* clip_min,
+int64_t ulq_forward(Executor& ex, const float* x, float* y, const Layout& l, const float* clip_min,
                     const float* clip_max, bool fixed_min, QRange r, float* scale,
                     int32_t* zero_point) {
   const int64_t bad = ulq_params(clip_min, clip_max, l.channels, fixed_min, r, scale, zero_point);
   if (bad >= 0) return bad;
-  fake_quantize(x, y, l, scale, zero_point, r);
+  fake_quantize(ex, x, y, l, scale, zero_point, r);
   return -1;
 }
 
-int64_t ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
+int64_t ulq_backward(Executor& ex, const float* x, const float* g, float* gx, const Layout& l,
                      const float* clip_min, const float* clip_max, bool fixed_min, QRange r,
                      float* grad_clip_min, float* grad_clip_max) {
   const auto nc = static_cast<size_t>(l.channels);
@@ -165,7 +166,7 @@ int64_t ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
   const UlqConstArrays arrays{inv.data(), lo_e.data(), hi_e.data(), cmin.data(), cmax.data()};
   std::vector<double> total(nc * kUlqSums, 0.0);
   backward_sums<kUlqSums>(
-      l,
+      ex, l,
       [&](int64_t off, int64_t len, int64_t c, double* acc) {
         k.backward_row(x + off, g + off, gx + off, len, ch[static_cast<size_t>(c)].k, acc);
       },
@@ -183,12 +184,13 @@ int64_t ulq_backward(const float* x, const float* g, float* gx, const Layout& l,
   return -1;
 }
 
-void ulq_weight_forward(const float* w, float* y, const Layout& l, const float* scale, QRange r) {
+void ulq_weight_forward(Executor& ex, const float* w, float* y, const Layout& l, const float* scale,
+                        QRange r) {
   const std::vector<int32_t> zeros(static_cast<size_t>(l.channels), 0);
-  fake_quantize(w, y, l, scale, zeros.data(), r);
+  fake_quantize(ex, w, y, l, scale, zeros.data(), r);
 }
 
-void ulq_weight_backward(const float* w, const float* g, float* gw, const Layout& l,
+void ulq_weight_backward(Executor& ex, const float* w, const float* g, float* gw, const Layout& l,
                          const float* scale, QRange r, float* grad_scale) {
   const auto nc = static_cast<size_t>(l.channels);
   const auto qmin = static_cast<float>(r.qmin), qmax = static_cast<float>(r.qmax);
@@ -204,7 +206,7 @@ void ulq_weight_backward(const float* w, const float* g, float* gw, const Layout
   const UlqWeightConstArrays arrays{inv.data(), lo_b.data(), hi_b.data()};
   std::vector<double> total(nc * kUlqWeightSums, 0.0);
   backward_sums<kUlqWeightSums>(
-      l,
+      ex, l,
       [&](int64_t off, int64_t len, int64_t c, double* acc) {
         const auto i = static_cast<size_t>(c);
         k.weight_backward_row(w + off, g + off, dst ? dst + off : nullptr, len,

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 
 from . import _core
 
-#: Instruction-set levels, lowest first. Each one the CPU has is bit-identical.
-ISA_LEVELS = ("scalar", "avx2", "avx512")
+#: Instruction-set levels, lowest first (named by csrc/dispatch.cpp). Each one the CPU
+#: has is bit-identical.
+ISA_LEVELS: tuple[str, ...] = _core.ISA_LEVELS
 
 
 def available_isas() -> list[str]:

@@ -6,7 +6,7 @@
 
 namespace qatcore::bindings {
 
-void register_backend(pybind11::module_& m);     // ISA dispatch, threads, grain
+void register_backend(pybind11::module_& m);     // ISA dispatch, threads, executors, grains
 void register_fake_quant(pybind11::module_& m);  // grid, params, fake quantize, codes
 void register_arq(pybind11::module_& m);
 void register_ulq(pybind11::module_& m);

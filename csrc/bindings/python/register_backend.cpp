@@ -1,25 +1,23 @@
-// Instruction-set dispatch and threads (dispatch.h, parallel.h).
+// Instruction-set dispatch (dispatch.h), threads and executors (exec/), grains
+// (ops/layout.h).
 #include <string>
 #include <vector>
 
-#include "bindings/checks.h"
-#include "bindings/register.h"
+#include "bindings/python/arrays.h"
+#include "bindings/python/register.h"
+#include "core/op_checks.h"
 #include "dispatch.h"
+#include "exec/openmp.h"
+#include "exec/pool.h"
+#include "exec/threads.h"
 #include "ops/layout.h"
-#include "parallel.h"
 
 namespace qatcore::bindings {
 namespace {
 
 std::string set_isa_py(const std::string& name) {
   Isa isa;
-  if (!parse_isa(name.c_str(), &isa)) {
-    throw py::value_error("isa: expected one of 'scalar', 'avx2', 'avx512', got '" + name + "'");
-  }
-  if (!isa_available(isa)) {
-    throw py::value_error("isa: '" + name + "' is not available on this CPU (best: '" +
-                          isa_name(best_isa()) + "')");
-  }
+  check(check_isa(name.c_str(), &isa));
   std::string previous = isa_name(kernels().isa);
   set_isa(isa);
   return previous;
@@ -36,6 +34,11 @@ std::vector<std::string> available_isas_py() {
 }  // namespace
 
 void register_backend(py::module_& m) {
+  py::tuple levels(kIsaCount);
+  for (int i = 0; i < kIsaCount; ++i) {
+    levels[static_cast<size_t>(i)] = isa_name(static_cast<Isa>(i));
+  }
+  m.attr("ISA_LEVELS") = levels;
   m.def("isa", [] { return std::string(isa_name(kernels().isa)); });
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
   m.def("available_isas", &available_isas_py);
@@ -44,7 +47,7 @@ void register_backend(py::module_& m) {
   m.def(
       "set_num_threads",
       [](int n) {
-        if (n < 1) throw py::value_error("n: expected an integer >= 1, got " + std::to_string(n));
+        check(check_num_threads(n));
         set_num_threads(n);
       },
       py::arg("n"));
@@ -55,17 +58,31 @@ void register_backend(py::module_& m) {
     for (const FamilyGrain& g : kFamilyGrains) d[g.name] = g.grain;
     return d;
   });
+  // Tests only: jobs of at least this many chunks wake the pool's sleeping workers.
+  m.def("wake_chunks", [] { return kWakeChunks; });
   // Tests only: False makes parallel calls use qatcore's own pool even where an
   // OpenMP team is loaded.
   m.def("openmp_allowed", &openmp_allowed);
   m.def("set_openmp_allowed", &set_openmp_allowed, py::arg("allowed"));
+  // Tests only: "serial" runs every operation on the calling thread (a front end's
+  // own executor), "default" on the default executor.
+  m.def("get_executor", [] { return std::string(executor_name()); });
+  m.def(
+      "set_executor",
+      [](const std::string& name) {
+        if (name != "default" && name != "serial") {
+          throw py::value_error("name: expected 'default' or 'serial', got '" + name + "'");
+        }
+        use_serial_executor(name == "serial");
+      },
+      py::arg("name"));
   // Tests only: a positive grain splits every operation into chunks of n items; 0
   // restores each family's measured grain.
   m.def("get_grain", &grain_override);
   m.def(
       "set_grain",
       [](int64_t n) {
-        if (n < 0) throw py::value_error("n: expected an integer >= 0, got " + std::to_string(n));
+        check(check_grain(n));
         set_grain_override(n);
       },
       py::arg("n"));
