@@ -26,7 +26,7 @@ except ModuleNotFoundError:
     pass
 
 #: Where two threads come from: qatcore's own pool, and the OpenMP team where one is
-#: loaded (csrc/parallel.cpp).
+#: loaded (csrc/exec/).
 POOLS = ("qatcore", "openmp") if _core.openmp_threads() else ("qatcore",)
 
 #: Every (isa, threads, pool) the kernels are checked at on this machine.
