@@ -31,7 +31,7 @@ from .config import (
 from .fake_quant import EPS, QuantParams, dequantize, fake_quantize, qrange, quantize
 from .histogram import Histogram
 from .ifmr import IfmrResult, ifmr
-from .quantizers import ActivationQuantizer, WeightGrads, WeightQuantizer, WeightScheme
+from .quantizers import ActivationQuantizer
 from .ulq import (
     UlqForward,
     UlqGrads,
@@ -43,6 +43,7 @@ from .ulq import (
     ulq_weight_backward,
     ulq_weight_forward,
 )
+from .weight_quantizer import WeightGrads, WeightQuantizer, WeightScheme
 
 __all__ = [
     "EPS",

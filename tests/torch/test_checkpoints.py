@@ -152,7 +152,7 @@ def test_a_checkpoint_is_checked_once_per_load(monkeypatch) -> None:
 
     spy(qatcore.Calibrator, "load_state_dict")
     spy(qatcore.quantizers, "saved_clip")
-    spy(qatcore.quantizers, "saved_scale")
+    spy(qatcore.weight_quantizer, "saved_scale")
     layers = len(qt.quantized_layers(model))
     cases = [
         (model, layers),  # the prepared model: its hook, then each layer's, then each module

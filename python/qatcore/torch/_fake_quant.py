@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import qatcore
-from qatcore import quantizers
+from qatcore import quantizers, weight_quantizer
 from qatcore.config import RetrainDataConfig, RetrainWeightConfig
 
 from ._checkpoint import CheckedState, tensor_entry, to_numpy_state, to_torch_state
@@ -190,4 +190,4 @@ class WeightFakeQuant(CheckedState):
         key = prefix + "scale"
         value = tensor_entry(state_dict, key, self.scale.shape)
         channels = self.scale.shape[0] if self.scale.ndim else None
-        quantizers.saved_scale(self.scheme, value, key, channels)
+        weight_quantizer.saved_scale(self.scheme, value, key, channels)
